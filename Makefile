@@ -1,0 +1,33 @@
+# make book    build the site into _build/html (sets up .venv first)
+# make test    run every test (sets up .venv first)
+# make grade-demo / notebooks / demo-class: see the README
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: book test notebooks demo-class grade-demo clean
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+book: $(VENV)/.installed
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+notebooks: $(VENV)/.installed
+	$(PY) -m autograder notebooks
+
+demo-class: $(VENV)/.installed
+	$(PY) -m autograder demo
+
+grade-demo: $(VENV)/.installed
+	$(PY) -m autograder grade demo/submitted --out _build/demo-grades
+
+clean:
+	rm -rf _build

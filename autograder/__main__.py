@@ -1,0 +1,61 @@
+"""Command line of the course's grader (see GRADING.md and the README)."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m autograder")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade a class of submissions")
+    g.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb")
+    g.add_argument("--out", required=True, help="where grades.csv, results and feedback go")
+    g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
+    g.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
+    g.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
+    g.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
+    g.add_argument("--db", default=None, help="gradebook URL (default: sqlite OUT/gradebook.db)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    n = sub.add_parser("notebooks", help="regenerate exercises/ from source/ with nbgrader")
+    n.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
+    n.add_argument("assignments", nargs="*")
+
+    d = sub.add_parser("demo", help="regenerate the demo class in demo/submitted")
+    d.add_argument("--check", action="store_true", help="only report a stale demo class (exit 1)")
+
+    args = p.parse_args(argv)
+    if args.command == "grade":
+        from .classroom import grade_class
+        from .sandbox import Limits
+        if not Path(args.submitted).is_dir():
+            p.error(f"no such folder: {args.submitted}")
+        if args.jobs < 1 or args.timeout <= 0 or args.memory < 256:
+            p.error("--jobs >= 1, --timeout > 0 and --memory >= 256 please")
+        limits = Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+                        memory_mb=args.memory)
+        rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
+                           seed=args.seed, db_url=args.db, progress=not args.quiet)
+        total = sum(r["score"] for r in rows)
+        print(f"graded {len(rows)} submissions into {args.out} "
+              f"(mean score {total / max(1, len(rows)):.2f})")
+        return 0
+    if args.command == "notebooks":
+        from . import notebooks
+        stale = notebooks.build(args.assignments or None, check_only=args.check)
+        verb = "stale" if args.check else "regenerated"
+        print(f"{verb}: {', '.join(stale) if stale else 'none'}")
+        return 1 if (args.check and stale) else 0
+    if args.command == "demo":
+        from . import demo
+        stale = demo.build(check_only=args.check)
+        print(("stale: " if args.check else "regenerated: ") + (", ".join(stale) or "none"))
+        return 1 if (args.check and stale) else 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Chapter 1: densely connected layers and backpropagation.
+
+Conventions (see the book's notation page): float64, batch-first data
+``x (N, D_in)``, weights shaped like the math ``W (D_out, D_in)``, so an
+affine map is ``z = x @ W.T + b``.  A layer's forward returns ``(out,
+cache)``; its backward takes ``(dout, cache)`` and returns the gradients of
+the inputs first, then of the parameters.  ``delta`` is dJ/dz, the error of a
+layer's pre-activation.
+"""
+import numpy as np
+
+
+# ----------------------------------------------------------------------------
+# Activations and their derivatives
+
+
+def sigmoid(z):
+    """Logistic function 1 / (1 + e^-z), elementwise.
+
+    z: array of any shape -> array of the same shape.
+
+    Stable for large |z|: e^-z overflows for z << 0, so there we use the
+    equivalent form e^z / (1 + e^z), whose exponent is never positive.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def relu(z):
+    """max(0, z), elementwise. z: any shape -> same shape."""
+    return np.maximum(np.asarray(z, dtype=np.float64), 0.0)
+
+
+def sigmoid_grad(z):
+    """d sigmoid / dz = sigmoid(z) (1 - sigmoid(z)), evaluated at z."""
+    s = sigmoid(z)
+    return s * (1.0 - s)
+
+
+def tanh_grad(z):
+    """d tanh / dz = 1 - tanh(z)^2, evaluated at z."""
+    t = np.tanh(np.asarray(z, dtype=np.float64))
+    return 1.0 - t * t
+
+
+def relu_grad(z):
+    """d relu / dz: 1 where z > 0, else 0 (we choose relu'(0) = 0)."""
+    return (np.asarray(z, dtype=np.float64) > 0).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------
+# The dense (affine) layer
+
+
+def dense_forward(x, W, b):
+    """Affine map z = x W^T + b.
+
+    x: (N, D_in), W: (D_out, D_in), b: (D_out,) -> z: (N, D_out), cache.
+    """
+    z = x @ W.T + b
+    return z, (x, W)
+
+
+def dense_backward(dz, cache):
+    """Backward pass of ``dense_forward``.
+
+    dz: (N, D_out) = dJ/dz -> dx (N, D_in), dW (D_out, D_in), db (D_out,).
+
+    Every example of the batch uses the same W and b, so their gradients are
+    sums over the batch.
+    """
+    x, W = cache
+    dx = dz @ W
+    dW = dz.T @ x
+    db = dz.sum(axis=0)
+    return dx, dW, db
+
+
+# ----------------------------------------------------------------------------
+# Output layers and losses
+
+
+def softmax(z):
+    """Row-wise softmax. z: (N, K) -> (N, K), rows sum to 1.
+
+    Subtracting the row maximum leaves the result unchanged (it cancels in
+    the ratio) and keeps every exponent <= 0, so nothing overflows.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(z):
+    """Row-wise log softmax, z - logsumexp(z), computed stably."""
+    z = np.asarray(z, dtype=np.float64)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax_cross_entropy(logits, y):
+    """Mean softmax cross-entropy.
+
+    logits: (N, K), y: (N,) integer labels in [0, K)
+    -> loss (float), dlogits (N, K).
+
+    J = -(1/N) sum_n log softmax(logits)[n, y_n];  dJ/dlogits = (p - onehot(y)) / N.
+    """
+    N = logits.shape[0]
+    rows = np.arange(N)
+    loss = -log_softmax(logits)[rows, y].mean()
+    dlogits = softmax(logits)
+    dlogits[rows, y] -= 1.0
+    return float(loss), dlogits / N
+
+
+def bce_with_logits(z, y):
+    """Mean binary cross-entropy of labels y in {0, 1} given logits z.
+
+    z: (N,) or (N, 1); y: same shape -> loss (float), dz (same shape as z).
+
+    J = -(1/N) sum [y log s(z) + (1 - y) log(1 - s(z))]
+      = (1/N) sum [max(z, 0) - z y + log(1 + e^-|z|)],
+    the second form never takes the log of 0 or exponentiates a large number.
+    dJ/dz = (s(z) - y) / N.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    N = z.shape[0]
+    loss = np.sum(np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))) / N
+    return float(loss), (sigmoid(z) - y) / N
+
+
+# ----------------------------------------------------------------------------
+# Gradient checking
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Central-difference gradient of the scalar f() with respect to x.
+
+    f: function of no arguments that reads x; x: float array of any shape,
+    perturbed in place one entry at a time and restored -> array shaped like x.
+
+    (f(x + eps e_i) - f(x - eps e_i)) / (2 eps) has error O(eps^2), against
+    O(eps) for the one-sided difference.
+    """
+    grad = np.zeros_like(x, dtype=np.float64)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        f_plus = f()
+        x[i] = old - eps
+        f_minus = f()
+        x[i] = old  # restore exactly: the caller keeps using x
+        grad[i] = (f_plus - f_minus) / (2.0 * eps)
+    return grad
+
+
+def relative_error(a, b):
+    """max over elements of |a - b| / max(1e-8, |a| + |b|), as a Python float."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+# ----------------------------------------------------------------------------
+# A two-layer network
+
+
+def mlp_loss_and_grads(params, x, y):
+    """Loss and gradients of a two-layer tanh network with softmax output.
+
+    params: W1 (H, D), b1 (H,), W2 (K, H), b2 (K,); x: (N, D); y: (N,) ints
+    -> loss (float), grads (dict with the keys of params).
+
+        a1 = x W1^T + b1,  h = tanh(a1),  logits = h W2^T + b2
+    """
+    a1, cache1 = dense_forward(x, params["W1"], params["b1"])
+    h = np.tanh(a1)
+    logits, cache2 = dense_forward(h, params["W2"], params["b2"])
+    loss, dlogits = softmax_cross_entropy(logits, y)
+
+    dh, dW2, db2 = dense_backward(dlogits, cache2)
+    delta1 = dh * (1.0 - h * h)  # tanh'(a1) from the cached h
+    _, dW1, db1 = dense_backward(delta1, cache1)
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+# ----------------------------------------------------------------------------
+# Optimizers.  Each returns new arrays; params, grads and state are not mutated.
+
+
+def sgd_step(params, grads, lr):
+    """p <- p - lr g for every key. -> new_params."""
+    return {k: params[k] - lr * grads[k] for k in params}
+
+
+def momentum_step(params, grads, state, lr, beta=0.9):
+    """v <- beta v + (1 - beta) g;  p <- p - lr v.
+
+    state: dict, empty on the first call (v starts at 0) -> (new_params, new_state).
+    """
+    v_old = state.get("v", {k: np.zeros_like(p) for k, p in params.items()})
+    v = {k: beta * v_old[k] + (1.0 - beta) * grads[k] for k in params}
+    return {k: params[k] - lr * v[k] for k in params}, {"v": v}
+
+
+def rmsprop_step(params, grads, state, lr, beta=0.9, eps=1e-8):
+    """s <- beta s + (1 - beta) g^2;  p <- p - lr g / (sqrt(s) + eps).
+
+    -> (new_params, new_state); s starts at 0.
+    """
+    s_old = state.get("s", {k: np.zeros_like(p) for k, p in params.items()})
+    s = {k: beta * s_old[k] + (1.0 - beta) * grads[k] ** 2 for k in params}
+    new = {k: params[k] - lr * grads[k] / (np.sqrt(s[k]) + eps) for k in params}
+    return new, {"s": s}
+
+
+def adam_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+              weight_decay=0.0):
+    """Adam with bias correction; AdamW (decoupled decay) when weight_decay > 0.
+
+        t <- t + 1
+        m <- beta1 m + (1 - beta1) g          m_hat = m / (1 - beta1^t)
+        v <- beta2 v + (1 - beta2) g^2        v_hat = v / (1 - beta2^t)
+        p <- p - lr (m_hat / (sqrt(v_hat) + eps) + weight_decay p)
+
+    state: dict with keys t, m, v (empty on the first call) -> (new_params, new_state).
+    """
+    t = state.get("t", 0) + 1
+    zeros = {k: np.zeros_like(p) for k, p in params.items()}
+    m_old, v_old = state.get("m", zeros), state.get("v", zeros)
+    m = {k: beta1 * m_old[k] + (1.0 - beta1) * grads[k] for k in params}
+    v = {k: beta2 * v_old[k] + (1.0 - beta2) * grads[k] ** 2 for k in params}
+    new = {}
+    for k, p in params.items():
+        m_hat = m[k] / (1.0 - beta1 ** t)
+        v_hat = v[k] / (1.0 - beta2 ** t)
+        new[k] = p - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * p)
+    return new, {"t": t, "m": m, "v": v}

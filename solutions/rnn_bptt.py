@@ -1,0 +1,263 @@
+"""Chapter 2: the simple RNN and backpropagation through time (BPTT).
+
+Notation, for one example and one time step t = 1, ..., T:
+
+    a(t) = b + W h(t-1) + U x(t)        h(t) = tanh(a(t))
+    o(t) = c + V h(t)                   y_hat(t) = softmax(o(t))
+
+with U (H, D), W (H, H), b (H,), V (K, H), c (K,).  Data is batch-first,
+so with the examples of a batch as rows the same equations read
+``a = x_t @ U.T + h_prev @ W.T + b`` and ``o = h @ V.T + c``.  Sequences are
+time-major: ``x (T, N, D)``, ``h (T, N, H)``, ``logits (T, N, K)``.
+
+The parameters are shared by every time step: there is one U, one W, ...,
+not one per step.  What depends on t is the error delta(t) = dJ/da(t), and
+the gradient of a parameter is the SUM over t of what each step contributes.
+
+Layout of derivatives.  We use the Jacobian (numerator) layout: dh(t)/dh(k)
+is the (H, H) matrix whose row i holds the derivatives of component i of
+h(t).  One step back through the recurrence is
+
+    dh(t)/dh(t-1) = diag(1 - h(t)^2) W,
+
+and a gradient stored as a row (the way ``dh`` arrays are stored, one row
+per example) travels backward by multiplication from the left:
+dJ/dh(t-1) = dJ/dh(t) [dh(t)/dh(t-1)].  In the denominator layout the same
+matrix appears transposed, W^T diag(1 - h(t)^2).
+"""
+import numpy as np
+
+from solutions.dcl_backprop import log_softmax, softmax
+
+
+# ----------------------------------------------------------------------------
+# One time step
+
+
+def rnn_step_forward(x_t, h_prev, U, W, b):
+    """One step of the simple RNN.
+
+    x_t: (N, D), h_prev: (N, H), U: (H, D), W: (H, H), b: (H,)
+    -> h_t: (N, H), cache.
+
+        a(t) = b + W h(t-1) + U x(t),   h(t) = tanh(a(t))
+    """
+    a_t = b + h_prev @ W.T + x_t @ U.T
+    h_t = np.tanh(a_t)
+    # tanh'(a) = 1 - h^2, so keeping h(t) is enough: a(t) is not needed later.
+    return h_t, (x_t, h_prev, h_t, U, W)
+
+
+def rnn_step_backward(dh_t, cache):
+    """Backward pass of ``rnn_step_forward``.
+
+    dh_t: (N, H) = dJ/dh(t), the TOTAL gradient arriving on h(t) (from the
+    output at step t and from step t+1); cache from ``rnn_step_forward``
+    -> dx_t (N, D), dh_prev (N, H), dU (H, D), dW (H, H), db (H,).
+
+    The error of the pre-activation is
+
+        delta = dJ/da(t) = dh(t) * (1 - h(t)^2)      (elementwise),
+
+    and a(t) = b + W h(t-1) + U x(t) is affine, so
+
+        dJ/dx(t) = delta U,   dJ/dh(t-1) = delta W,
+        dU = delta^T x(t),    dW = delta^T h(t-1),    db = sum_n delta.
+
+    dU, dW, db are this step's contribution only; BPTT sums them over t.
+    """
+    x_t, h_prev, h_t, U, W = cache
+    delta = dh_t * (1.0 - h_t * h_t)
+    dx_t = delta @ U
+    dh_prev = delta @ W
+    dU = delta.T @ x_t
+    dW = delta.T @ h_prev
+    db = delta.sum(axis=0)
+    return dx_t, dh_prev, dU, dW, db
+
+
+# ----------------------------------------------------------------------------
+# A whole sequence
+
+
+def rnn_forward(x, h0, U, W, b):
+    """Run the simple RNN over a sequence (the unfolded graph).
+
+    x: (T, N, D), h0: (N, H), U: (H, D), W: (H, H), b: (H,)
+    -> h: (T, N, H) holding h(1), ..., h(T) (h0 is not included), cache.
+
+        h(t) = tanh(b + W h(t-1) + U x(t)),  t = 1, ..., T
+    """
+    T, N = x.shape[:2]
+    h = np.empty((T, N, W.shape[0]), dtype=np.float64)
+    step_caches = []
+    h_prev = h0
+    for t in range(T):
+        h[t], step_cache = rnn_step_forward(x[t], h_prev, U, W, b)
+        step_caches.append(step_cache)
+        h_prev = h[t]
+    return h, step_caches
+
+
+def rnn_backward(dh, cache):
+    """Backpropagation through time for ``rnn_forward``.
+
+    dh: (T, N, H), dh[t] = the gradient arriving on h(t+1) from OUTSIDE the
+    recurrence (typically from the output layer at that step); cache from
+    ``rnn_forward``
+    -> dx (T, N, D), dh0 (N, H), dU (H, D), dW (H, H), db (H,).
+
+    h(t) feeds both the output at step t and a(t+1), so its total gradient
+    adds the two routes:
+
+        dJ/dh(t) = dh[t] + dJ/dh(t+1) [diag(1 - h(t+1)^2) W],
+
+    which is why the loop runs backward in time.  The parameters are shared,
+    so dU = sum_t delta(t)^T x(t), dW = sum_t delta(t)^T h(t-1),
+    db = sum_t sum_n delta(t).
+    """
+    step_caches = cache
+    T, (N, D) = len(step_caches), step_caches[0][0].shape
+    U, W = step_caches[0][3], step_caches[0][4]
+    dx = np.empty((T, N, D), dtype=np.float64)
+    dU, dW, db = np.zeros_like(U), np.zeros_like(W), np.zeros(W.shape[0])
+    dh_next = np.zeros((N, W.shape[0]))  # nothing comes from beyond h(T)
+    for t in reversed(range(T)):
+        dx[t], dh_next, dU_t, dW_t, db_t = rnn_step_backward(
+            dh[t] + dh_next, step_caches[t])
+        dU += dU_t
+        dW += dW_t
+        db += db_t
+    return dx, dh_next, dU, dW, db
+
+
+# ----------------------------------------------------------------------------
+# Output layer and loss
+
+
+def rnn_logits(h, V, c):
+    """Output layer applied at every time step.
+
+    h: (T, N, H), V: (K, H), c: (K,) -> o: (T, N, K),  o(t) = c + V h(t).
+    """
+    return c + h @ V.T
+
+
+def temporal_softmax_cross_entropy(logits, y):
+    """Softmax cross-entropy summed over time, averaged over the batch.
+
+    logits: (T, N, K), y: (T, N) integer labels in [0, K)
+    -> loss (float), dlogits (T, N, K).
+
+        J = sum_t J(t),   J(t) = -(1/N) sum_n log softmax(o(t))[n, y_n(t)]
+        dJ/do(t) = (softmax(o(t)) - onehot(y(t))) / N
+    """
+    T, N = y.shape
+    t_idx, n_idx = np.meshgrid(np.arange(T), np.arange(N), indexing="ij")
+    # Summing over t and averaging over n is one sum divided by N.
+    loss = -log_softmax(logits)[t_idx, n_idx, y].sum() / N
+    dlogits = softmax(logits)
+    dlogits[t_idx, n_idx, y] -= 1.0
+    return float(loss), dlogits / N
+
+
+def rnn_loss_and_grads(params, x, y, h0):
+    """Many-to-many RNN: forward pass, loss, and full BPTT.
+
+    params: dict with U (H, D), W (H, H), b (H,), V (K, H), c (K,);
+    x: (T, N, D), y: (T, N) integer labels, h0: (N, H)
+    -> loss (float), grads (dict with the keys U W b V c), h_last (N, H) = h(T).
+
+        h(t) = tanh(b + W h(t-1) + U x(t)),  o(t) = c + V h(t),
+        J = sum_t J(t) as in ``temporal_softmax_cross_entropy``.
+    """
+    U, W, b, V, c = (params[k] for k in ("U", "W", "b", "V", "c"))
+    h, cache = rnn_forward(x, h0, U, W, b)
+    loss, do = temporal_softmax_cross_entropy(rnn_logits(h, V, c), y)
+
+    # V and c are shared over time too: sum the per-step dense-layer grads.
+    dV = np.einsum("tnk,tnh->kh", do, h)
+    dc = do.sum(axis=(0, 1))
+    dh = do @ V  # the route from h(t) through o(t) only
+    _, _, dU, dW, db = rnn_backward(dh, cache)
+    grads = {"U": dU, "W": dW, "b": db, "V": dV, "c": dc}
+    return loss, grads, h[-1].copy()
+
+
+# ----------------------------------------------------------------------------
+# Gradient clipping and truncated BPTT
+
+
+def clip_grad_norm(grads, max_norm):
+    """Rescale all gradients together when their global L2 norm is too large.
+
+    grads: dict of arrays; max_norm: positive float
+    -> clipped_grads (new dict of new arrays), total_norm_before (float).
+
+        ||g|| = sqrt(sum over every array and entry of g^2)
+        g <- g * max_norm / ||g||   only if ||g|| > max_norm
+
+    One factor for every array keeps the direction of the whole gradient;
+    only the length of the step changes.
+    """
+    total_norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+    scale = max_norm / total_norm if total_norm > max_norm else 1.0
+    return {k: g * scale for k, g in grads.items()}, total_norm
+
+
+def tbptt_train(params, x, y, h0, k, lr, max_norm=None):
+    """One pass of truncated BPTT with SGD over a long sequence.
+
+    params: dict U W b V c (as in ``rnn_loss_and_grads``); x: (T, N, D);
+    y: (T, N) ints; h0: (N, H); k: chunk length (int >= 1); lr: step size;
+    max_norm: None, or the threshold of ``clip_grad_norm``
+    -> new_params (new dict), chunk_losses (list of ceil(T/k) Python floats).
+
+    The time axis is cut into consecutive chunks x[0:k], x[k:2k], ... (the
+    last may be shorter).  For each chunk, in order:
+
+        loss, g = BPTT on the chunk, starting from the carried state h_init
+        g <- clip(g)                           (if max_norm is given)
+        theta <- theta - lr g
+
+    h_init is h0 for the first chunk and then the last hidden state of the
+    previous chunk's forward pass.  It is a constant for the chunk: no
+    gradient flows back across a chunk boundary, which is the truncation.
+    """
+    if k < 1:
+        raise ValueError(f"chunk length k must be >= 1, got {k}")
+    theta = {name: np.array(p, dtype=np.float64) for name, p in params.items()}
+    chunk_losses = []
+    h_init = h0
+    for start in range(0, x.shape[0], k):
+        chunk = slice(start, start + k)
+        loss, grads, h_init = rnn_loss_and_grads(theta, x[chunk], y[chunk], h_init)
+        if max_norm is not None:
+            grads, _ = clip_grad_norm(grads, max_norm)
+        theta = {name: p - lr * grads[name] for name, p in theta.items()}
+        chunk_losses.append(float(loss))
+    return theta, chunk_losses
+
+
+# ----------------------------------------------------------------------------
+# Vanishing and exploding gradients
+
+
+def hidden_jacobian(h, W, t, k):
+    """Jacobian dh(t)/dh(k) of one sequence, in the Jacobian (numerator) layout.
+
+    h: (T+1, H) hidden states of ONE sequence with h[0] = h0, h[s] = h(s);
+    W: (H, H); integers 0 <= k <= t <= T -> (H, H), row i = d h_i(t) / d h(k).
+
+        dh(t)/dh(k) = D(t) W D(t-1) W ... D(k+1) W,   D(s) = diag(1 - h(s)^2),
+
+    the identity when t == k.  Its norm shrinks or grows roughly like a power
+    of W's largest singular value: vanishing or exploding gradients.
+    """
+    if not 0 <= k <= t < h.shape[0]:
+        raise ValueError(f"need 0 <= k <= t <= T = {h.shape[0] - 1}, got t={t}, k={k}")
+    J = np.eye(W.shape[0])
+    for s in range(k + 1, t + 1):
+        # diag(d) @ M scales the rows of M: no need to build diag(d).
+        J = (1.0 - h[s] ** 2)[:, None] * (W @ J)
+    return J

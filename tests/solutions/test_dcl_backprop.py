@@ -1,0 +1,173 @@
+"""Chapter 1 reference: gradients against central differences, closed forms, stability."""
+import warnings
+
+import numpy as np
+import pytest
+
+from solutions import dcl_backprop as ref
+
+# Central differences at eps = 1e-6 on O(1) smooth functions are accurate to
+# ~1e-9 absolute; elementwise relative error stays below 1e-6 for entries
+# that are not themselves tiny.  A wrong gradient is off by O(1).
+GRAD_TOL = 1e-6
+
+
+def fd(f, x, eps=1e-6):
+    """Slow central differences on a copy (independent of numerical_gradient)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_activations_closed_forms():
+    z = np.array([-3.0, -0.5, 0.0, 0.5, 3.0])
+    assert np.allclose(ref.sigmoid(z), 1 / (1 + np.exp(-z)), rtol=1e-15, atol=0)
+    assert np.array_equal(ref.relu(z), [0, 0, 0, 0.5, 3.0])
+    s = 1 / (1 + np.exp(-z))
+    assert np.allclose(ref.sigmoid_grad(z), s * (1 - s), rtol=1e-14, atol=0)
+    assert np.allclose(ref.tanh_grad(z), 1 / np.cosh(z) ** 2, rtol=1e-13, atol=0)
+    assert np.array_equal(ref.relu_grad(z), [0, 0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("name, f", [("sigmoid_grad", lambda v: 1 / (1 + np.exp(-v))),
+                                     ("tanh_grad", np.tanh)])
+def test_activation_grads_match_finite_differences(name, f):
+    z = np.linspace(-4, 4, 17)
+    g = getattr(ref, name)(z)
+    num = (f(z + 1e-6) - f(z - 1e-6)) / 2e-6
+    assert ref.relative_error(g, num) < GRAD_TOL
+
+
+def test_sigmoid_is_stable_and_symmetric():
+    z = np.array([-1000.0, -745.0, -50.0, 0.0, 50.0, 745.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = ref.sigmoid(z)
+    assert s[0] == 0.0 and s[-1] == 1.0 and s[3] == 0.5
+    assert np.allclose(s + ref.sigmoid(-z), 1.0, rtol=0, atol=1e-15)
+
+
+def test_relu_grad_at_zero_is_zero():
+    assert ref.relu_grad(np.array([0.0]))[0] == 0.0
+
+
+def test_dense_backward_matches_finite_differences(rng):
+    x, W, b = rng.normal(size=(4, 3)), rng.normal(size=(5, 3)), rng.normal(size=5)
+    dz = rng.normal(size=(4, 5))
+    z, cache = ref.dense_forward(x, W, b)
+    assert np.allclose(z, np.einsum("nd,od->no", x, W) + b)
+    dx, dW, db = ref.dense_backward(dz, cache)
+    J = lambda x_, W_, b_: np.sum((x_ @ W_.T + b_) * dz)
+    assert ref.relative_error(dx, fd(lambda v: J(v, W, b), x)) < GRAD_TOL
+    assert ref.relative_error(dW, fd(lambda v: J(x, v, b), W)) < GRAD_TOL
+    assert ref.relative_error(db, fd(lambda v: J(x, W, v), b)) < GRAD_TOL
+
+
+def test_softmax_rows_and_stability():
+    z = np.array([[1000.0, 1000.0, 0.0], [-5.0, 0.0, 5.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = ref.softmax(z)
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert np.allclose(p[0], [0.5, 0.5, 0.0])
+    small = np.array([[0.5, -1.0, 2.0]])
+    assert np.allclose(ref.log_softmax(small), np.log(np.exp(small) / np.exp(small).sum()), rtol=1e-14)
+    assert np.allclose(ref.log_softmax(np.array([[1000.0, 0.0]])), [[0.0, -1000.0]])
+
+
+def test_softmax_cross_entropy_value_and_gradient(rng):
+    logits = rng.normal(size=(6, 4))
+    y = rng.integers(0, 4, size=6)
+
+    def loss(v):
+        p = np.exp(v) / np.exp(v).sum(axis=1, keepdims=True)
+        return -np.mean(np.log(p[np.arange(6), y]))
+
+    value, d = ref.softmax_cross_entropy(logits, y)
+    assert isinstance(value, float)
+    assert abs(value - loss(logits)) < 1e-12
+    assert ref.relative_error(d, fd(loss, logits)) < GRAD_TOL
+    big, _ = ref.softmax_cross_entropy(np.array([[1000.0, 0.0]]), np.array([1]))
+    assert big == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize("shape", [(7,), (7, 1)])
+def test_bce_with_logits(rng, shape):
+    z = rng.normal(size=shape) * 2
+    y = rng.integers(0, 2, size=shape).astype(float)
+
+    def loss(v):
+        s = 1 / (1 + np.exp(-v))
+        return -np.mean(y * np.log(s) + (1 - y) * np.log(1 - s))
+
+    value, dz = ref.bce_with_logits(z, y)
+    assert dz.shape == z.shape
+    assert abs(value - loss(z)) < 1e-12
+    assert ref.relative_error(dz, fd(loss, z)) < GRAD_TOL
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v, d = ref.bce_with_logits(np.array([1000.0, -1000.0]), np.array([0.0, 1.0]))
+    assert v == pytest.approx(1000.0) and np.allclose(d, [0.5, -0.5])
+
+
+def test_numerical_gradient_is_central_and_restores_x(rng):
+    x = rng.normal(size=(3, 2))
+    x0 = x.copy()
+    A = rng.normal(size=(3, 2))
+    g = ref.numerical_gradient(lambda: np.sum(A * x**3), x)
+    assert np.array_equal(x, x0)
+    assert ref.relative_error(g, 3 * A * x0**2) < 1e-8  # central: O(eps^2) error
+    g_big = ref.numerical_gradient(lambda: np.sum(np.abs(x)), x, eps=10.0)
+    assert np.allclose(g_big, (np.abs(x0 + 10) - np.abs(x0 - 10)) / 20)
+
+
+def test_relative_error_definition():
+    assert ref.relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.2])) == pytest.approx(0.2 / 4.2)
+    assert ref.relative_error(np.zeros(2), np.zeros(2)) == 0.0
+    assert ref.relative_error(np.array([0.0]), np.array([1e-9])) == pytest.approx(0.1)
+    assert isinstance(ref.relative_error(np.ones(1), np.ones(1)), float)
+
+
+def test_mlp_gradients(rng):
+    p = {"W1": rng.normal(size=(5, 4)), "b1": rng.normal(size=5),
+         "W2": rng.normal(size=(3, 5)), "b2": rng.normal(size=3)}
+    x, y = rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)
+    before = {k: v.copy() for k, v in p.items()}
+    loss, grads = ref.mlp_loss_and_grads(p, x, y)
+    assert set(grads) == set(p)
+    for k in p:
+        num = fd(lambda v: ref.mlp_loss_and_grads({**p, k: v}, x, y)[0], p[k])
+        assert ref.relative_error(grads[k], num) < GRAD_TOL, k
+    assert all(np.array_equal(before[k], p[k]) for k in p)
+
+
+def test_optimizers_closed_forms():
+    p = {"w": np.array([1.0, -2.0])}
+    g = {"w": np.array([0.2, 0.4])}
+    assert np.allclose(ref.sgd_step(p, g, 0.1)["w"], [0.98, -2.04])
+    p1, s1 = ref.momentum_step(p, g, {}, 0.1, beta=0.9)
+    p2, _ = ref.momentum_step(p1, g, s1, 0.1, beta=0.9)
+    assert np.allclose(p2["w"], p["w"] - 0.1 * (0.1 + 0.19) * g["w"])
+    r1, _ = ref.rmsprop_step(p, g, {}, 0.01, beta=0.9)
+    assert np.allclose(r1["w"], p["w"] - 0.01 * g["w"] / (np.sqrt(0.1) * np.abs(g["w"]) + 1e-8))
+    a1, st = ref.adam_step(p, g, {}, 0.1)
+    assert st["t"] == 1
+    assert np.allclose(a1["w"], p["w"] - 0.1 * np.sign(g["w"]), atol=1e-7)
+    w1, _ = ref.adam_step(p, g, {}, 0.1, weight_decay=0.5)
+    assert np.allclose(w1["w"], a1["w"] - 0.1 * 0.5 * p["w"])
+    assert np.array_equal(p["w"], [1.0, -2.0]) and np.array_equal(g["w"], [0.2, 0.4])
+
+
+def test_adam_converges_on_a_quadratic():
+    p, state = {"w": np.array([3.0, -4.0])}, {}
+    for _ in range(2000):
+        p, state = ref.adam_step(p, {"w": 2 * p["w"]}, state, 0.05)
+    assert np.abs(p["w"]).max() < 1e-2

@@ -1,0 +1,516 @@
+"""Tests of solutions.rnn_bptt (chapter 2: simple RNN and BPTT).
+
+Oracles: central differences of the loss through whole sequences, a slow
+per-example reference written here with explicit loops, closed forms done by
+hand, and invariants of clipping and truncated BPTT.
+
+Tolerances for gradient checks: with eps = 1e-6 the central difference has
+truncation error O(eps^2) ~ 1e-12 and rounding error ~ 1e-16 * |J| / eps
+~ 1e-10, against gradient entries of order 1e-2 to 1, so a relative error
+below 1e-6 is expected for a correct gradient; a wrong term gives O(1).
+"""
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from solutions import rnn_bptt as R
+from solutions.dcl_backprop import numerical_gradient, relative_error, softmax_cross_entropy
+
+# Any overflow / invalid-value warning is a numerical-stability bug.
+pytestmark = pytest.mark.filterwarnings("error")
+
+T, N, D, H, K = 5, 3, 4, 6, 7
+KEYS = ("U", "W", "b", "V", "c")
+GRAD_TOL = 1e-6
+
+
+def make_problem(seed=0, T=T, N=N, scale=0.5):
+    """Random non-square problem with non-zero biases and non-zero h0."""
+    rng = np.random.default_rng(seed)
+    params = {
+        "U": scale * rng.standard_normal((H, D)),
+        "W": scale * rng.standard_normal((H, H)),
+        "b": scale * rng.standard_normal(H),
+        "V": scale * rng.standard_normal((K, H)),
+        "c": scale * rng.standard_normal(K),
+    }
+    x = rng.standard_normal((T, N, D))
+    y = rng.integers(0, K, size=(T, N))
+    h0 = 0.5 * rng.standard_normal((N, H))
+    return params, x, y, h0
+
+
+def snapshot(obj):
+    return copy.deepcopy(obj)
+
+
+def assert_same(a, b):
+    """Deep equality for arrays, dicts, tuples and lists (unchanged inputs)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for u, v in zip(a, b):
+            assert_same(u, v)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------
+# A slow reference written independently: one example, one step at a time.
+
+
+def ref_hidden(params, x, h0):
+    """h[t, n] by explicit loops over time and examples (column-vector math)."""
+    Tn, Nn = x.shape[:2]
+    h = np.zeros((Tn, Nn, H))
+    for n in range(Nn):
+        h_prev = h0[n]
+        for t in range(Tn):
+            a = params["b"] + params["W"].dot(h_prev) + params["U"].dot(x[t, n])
+            h_prev = np.tanh(a)
+            h[t, n] = h_prev
+    return h
+
+
+def ref_loss(params, x, y, h0):
+    """J = sum_t mean_n -log softmax(c + V h(t))[y], by loops and logsumexp."""
+    h = ref_hidden(params, x, h0)
+    Tn, Nn = y.shape
+    J = 0.0
+    for t in range(Tn):
+        for n in range(Nn):
+            o = params["c"] + params["V"].dot(h[t, n])
+            m = o.max()
+            J += (m + math.log(np.exp(o - m).sum()) - o[y[t, n]]) / Nn
+    return J
+
+
+# ----------------------------------------------------------------------------
+# One step
+
+
+def test_step_forward_closed_form_by_hand():
+    # H = D = 1: a = b + W h_prev + U x = 0.1 + 0.5*0.4 + 2*1 = 2.3
+    h_t, _ = R.rnn_step_forward(np.array([[1.0]]), np.array([[0.4]]),
+                                np.array([[2.0]]), np.array([[0.5]]), np.array([0.1]))
+    assert h_t.shape == (1, 1)
+    assert h_t[0, 0] == pytest.approx(math.tanh(2.3), abs=1e-15)
+
+
+def test_step_forward_matches_reference():
+    params, x, _, h0 = make_problem(1)
+    h_t, _ = R.rnn_step_forward(x[0], h0, params["U"], params["W"], params["b"])
+    assert h_t.shape == (N, H) and h_t.dtype == np.float64
+    np.testing.assert_allclose(h_t, ref_hidden(params, x[:1], h0)[0], rtol=1e-13, atol=1e-14)
+
+
+def test_step_backward_vs_central_differences():
+    params, x, _, h0 = make_problem(2)
+    x_t, h_prev = x[0].copy(), h0.copy()
+    U, W, b = params["U"].copy(), params["W"].copy(), params["b"].copy()
+    G = np.random.default_rng(3).standard_normal((N, H))  # J = sum(G * h_t)
+
+    def J():
+        return float(np.sum(G * R.rnn_step_forward(x_t, h_prev, U, W, b)[0]))
+
+    _, cache = R.rnn_step_forward(x_t, h_prev, U, W, b)
+    dx_t, dh_prev, dU, dW, db = R.rnn_step_backward(G, cache)
+    assert dx_t.shape == (N, D) and dh_prev.shape == (N, H)
+    assert dU.shape == (H, D) and dW.shape == (H, H) and db.shape == (H,)
+    for analytic, arr in [(dx_t, x_t), (dh_prev, h_prev), (dU, U), (dW, W), (db, b)]:
+        assert relative_error(analytic, numerical_gradient(J, arr)) < GRAD_TOL
+
+
+def test_step_functions_do_not_mutate_inputs():
+    params, x, _, h0 = make_problem(4)
+    args = (x[0], h0, params["U"], params["W"], params["b"])
+    before = snapshot(args)
+    h_t, cache = R.rnn_step_forward(*args)
+    assert_same(args, before)
+    dh = np.ones_like(h_t)
+    cache_before, dh_before = snapshot(cache), dh.copy()
+    R.rnn_step_backward(dh, cache)
+    assert_same(cache, cache_before)
+    assert_same(dh, dh_before)
+    assert_same(args, before)
+
+
+# ----------------------------------------------------------------------------
+# A whole sequence
+
+
+def test_rnn_forward_matches_reference():
+    params, x, _, h0 = make_problem(5)
+    h, _ = R.rnn_forward(x, h0, params["U"], params["W"], params["b"])
+    assert h.shape == (T, N, H)
+    np.testing.assert_allclose(h, ref_hidden(params, x, h0), rtol=1e-12, atol=1e-13)
+
+
+def test_rnn_backward_equals_loop_of_step_backward():
+    params, x, _, h0 = make_problem(6)
+    U, W, b = params["U"], params["W"], params["b"]
+    dh = np.random.default_rng(7).standard_normal((T, N, H))
+
+    # Unfold by hand with the step functions, then walk back in time.
+    caches, h_prev = [], h0
+    for t in range(T):
+        h_prev, cache_t = R.rnn_step_forward(x[t], h_prev, U, W, b)
+        caches.append(cache_t)
+    dx_ref = np.zeros((T, N, D))
+    dU_ref, dW_ref, db_ref = np.zeros((H, D)), np.zeros((H, H)), np.zeros(H)
+    carry = np.zeros((N, H))
+    for t in range(T - 1, -1, -1):
+        dx_ref[t], carry, gU, gW, gb = R.rnn_step_backward(dh[t] + carry, caches[t])
+        dU_ref, dW_ref, db_ref = dU_ref + gU, dW_ref + gW, db_ref + gb
+
+    _, cache = R.rnn_forward(x, h0, U, W, b)
+    dx, dh0, dU, dW, db = R.rnn_backward(dh, cache)
+    for got, want in [(dx, dx_ref), (dh0, carry), (dU, dU_ref), (dW, dW_ref), (db, db_ref)]:
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_rnn_backward_vs_central_differences():
+    params, x, _, h0 = make_problem(8)
+    x, h0 = x.copy(), h0.copy()
+    U, W, b = params["U"].copy(), params["W"].copy(), params["b"].copy()
+    G = np.random.default_rng(9).standard_normal((T, N, H))  # upstream on every h(t)
+
+    def J():
+        return float(np.sum(G * ref_hidden({"U": U, "W": W, "b": b}, x, h0)))
+
+    _, cache = R.rnn_forward(x, h0, U, W, b)
+    dx, dh0, dU, dW, db = R.rnn_backward(G, cache)
+    for analytic, arr in [(dx, x), (dh0, h0), (dU, U), (dW, W), (db, b)]:
+        assert relative_error(analytic, numerical_gradient(J, arr)) < GRAD_TOL
+
+
+def test_rnn_backward_upstream_only_at_last_step_reaches_h0():
+    # Many-to-one: gradient only on h(T) must still reach x(1) and h0.
+    params, x, _, h0 = make_problem(10)
+    _, cache = R.rnn_forward(x, h0, params["U"], params["W"], params["b"])
+    dh = np.zeros((T, N, H))
+    dh[-1] = 1.0
+    dx, dh0, *_ = R.rnn_backward(dh, cache)
+    assert np.all(np.abs(dx[0]) > 0) and np.all(np.abs(dh0) > 0)
+
+
+def test_sequence_functions_do_not_mutate_inputs():
+    params, x, _, h0 = make_problem(11)
+    args = (x, h0, params["U"], params["W"], params["b"])
+    before = snapshot(args)
+    h, cache = R.rnn_forward(*args)
+    assert_same(args, before)
+    dh = np.ones_like(h)
+    cache_before, dh_before = snapshot(cache), dh.copy()
+    R.rnn_backward(dh, cache)
+    assert_same(cache, cache_before)
+    assert_same(dh, dh_before)
+    assert_same(args, before)
+
+
+# ----------------------------------------------------------------------------
+# Loss
+
+
+def test_temporal_loss_is_sum_of_per_step_batch_means():
+    rng = np.random.default_rng(12)
+    logits = 3.0 * rng.standard_normal((T, N, K))
+    y = rng.integers(0, K, size=(T, N))
+    before = (logits.copy(), y.copy())
+    loss, dlogits = R.temporal_softmax_cross_entropy(logits, y)
+    assert_same((logits, y), before)
+    assert isinstance(loss, float) and dlogits.shape == (T, N, K)
+
+    per_step = [softmax_cross_entropy(logits[t], y[t]) for t in range(T)]
+    assert loss == pytest.approx(sum(l for l, _ in per_step), rel=1e-13)
+    for t in range(T):
+        np.testing.assert_allclose(dlogits[t], per_step[t][1], rtol=1e-12, atol=1e-15)
+    # (softmax - onehot) / N: every row of dlogits sums to 0.
+    np.testing.assert_allclose(dlogits.sum(axis=-1), 0.0, atol=1e-15)
+
+
+def test_temporal_loss_gradient_vs_central_differences():
+    rng = np.random.default_rng(13)
+    logits = rng.standard_normal((T, N, K))
+    y = rng.integers(0, K, size=(T, N))
+    _, dlogits = R.temporal_softmax_cross_entropy(logits, y)
+    num = numerical_gradient(lambda: R.temporal_softmax_cross_entropy(logits, y)[0], logits)
+    assert relative_error(dlogits, num) < GRAD_TOL
+
+
+def test_temporal_loss_large_logits_closed_form():
+    # Step 1: label 1 has logit 0 against 1000 -> loss 1000 + log(1 + e^-1000) = 1000.
+    # Step 2: the right class wins by 1000      -> loss log(1 + e^-1000) = 0 in float64.
+    logits = np.array([[[1000.0, 0.0]], [[0.0, 1000.0]]])
+    y = np.array([[1], [1]])
+    loss, dlogits = R.temporal_softmax_cross_entropy(logits, y)
+    assert loss == pytest.approx(1000.0, rel=1e-15)
+    np.testing.assert_allclose(dlogits, [[[1.0, -1.0]], [[0.0, 0.0]]], atol=1e-15)
+
+
+# ----------------------------------------------------------------------------
+# Full BPTT through the loss
+
+
+def test_rnn_loss_matches_reference_and_h_last():
+    params, x, y, h0 = make_problem(14)
+    loss, grads, h_last = R.rnn_loss_and_grads(params, x, y, h0)
+    assert isinstance(loss, float)
+    assert set(grads) == set(KEYS)
+    assert loss == pytest.approx(ref_loss(params, x, y, h0), rel=1e-12)
+    np.testing.assert_allclose(h_last, ref_hidden(params, x, h0)[-1], rtol=1e-12, atol=1e-14)
+
+
+def test_rnn_loss_and_grads_vs_central_differences():
+    params, x, y, h0 = make_problem(15)
+    params = {k: v.copy() for k, v in params.items()}
+    _, grads, _ = R.rnn_loss_and_grads(params, x, y, h0)
+    for key in KEYS:
+        num = numerical_gradient(lambda: ref_loss(params, x, y, h0), params[key])
+        assert grads[key].shape == params[key].shape
+        assert relative_error(grads[key], num) < GRAD_TOL, key
+
+
+def test_input_and_h0_gradients_through_the_loss_vs_central_differences():
+    # dJ/dx and dJ/dh0 through the whole many-to-many loss, assembled from
+    # the graded pieces: the output layer sends dlogits V into rnn_backward.
+    params, x, y, h0 = make_problem(16)
+    x, h0 = x.copy(), h0.copy()
+    h, cache = R.rnn_forward(x, h0, params["U"], params["W"], params["b"])
+    logits = h @ params["V"].T + params["c"]
+    _, dlogits = R.temporal_softmax_cross_entropy(logits, y)
+    dx, dh0, *_ = R.rnn_backward(dlogits @ params["V"], cache)
+    J = lambda: ref_loss(params, x, y, h0)  # noqa: E731
+    assert relative_error(dx, numerical_gradient(J, x)) < GRAD_TOL
+    assert relative_error(dh0, numerical_gradient(J, h0)) < GRAD_TOL
+
+
+def test_rnn_logits_helper():
+    params, x, _, h0 = make_problem(17)
+    h = ref_hidden(params, x, h0)
+    o = R.rnn_logits(h, params["V"], params["c"])
+    want = np.einsum("kh,tnh->tnk", params["V"], h) + params["c"]
+    np.testing.assert_allclose(o, want, rtol=1e-13, atol=1e-14)
+
+
+def test_rnn_loss_and_grads_does_not_mutate_inputs():
+    params, x, y, h0 = make_problem(18)
+    before = snapshot((params, x, y, h0))
+    _, _, h_last = R.rnn_loss_and_grads(params, x, y, h0)
+    assert_same((params, x, y, h0), before)
+    assert not np.shares_memory(h_last, h0)
+
+
+# ----------------------------------------------------------------------------
+# Gradient clipping
+
+
+def random_grads(seed, scale):
+    rng = np.random.default_rng(seed)
+    return {"U": scale * rng.standard_normal((H, D)), "W": scale * rng.standard_normal((H, H)),
+            "b": scale * rng.standard_normal(H)}
+
+
+def global_norm(grads):
+    return float(np.linalg.norm(np.concatenate([g.ravel() for g in grads.values()])))
+
+
+def test_clip_scales_to_max_norm_and_keeps_direction():
+    grads = random_grads(19, scale=10.0)
+    before = snapshot(grads)
+    norm = global_norm(grads)
+    max_norm = 1.5
+    assert norm > max_norm
+    clipped, total = R.clip_grad_norm(grads, max_norm)
+    assert_same(grads, before)
+    assert isinstance(total, float) and total == pytest.approx(norm, rel=1e-13)
+    assert global_norm(clipped) == pytest.approx(max_norm, rel=1e-13)
+    # One common positive factor for every array: the direction is kept.
+    factor = max_norm / norm
+    for k in grads:
+        np.testing.assert_allclose(clipped[k], factor * grads[k], rtol=1e-13)
+    assert clipped is not grads
+
+
+def test_clip_leaves_small_gradients_unchanged():
+    grads = random_grads(20, scale=0.01)
+    norm = global_norm(grads)
+    for max_norm in (10.0, norm):  # below, and exactly at the threshold
+        clipped, total = R.clip_grad_norm(grads, max_norm)
+        assert total == pytest.approx(norm, rel=1e-13)
+        assert clipped is not grads and set(clipped) == set(grads)
+        for k in grads:
+            np.testing.assert_allclose(clipped[k], grads[k], rtol=1e-15)
+            assert not np.shares_memory(clipped[k], grads[k])
+
+
+def test_clip_zero_gradients():
+    grads = {k: np.zeros_like(v) for k, v in random_grads(21, 1.0).items()}
+    clipped, total = R.clip_grad_norm(grads, 1.0)
+    assert total == 0.0
+    for k in grads:
+        np.testing.assert_array_equal(clipped[k], 0.0)
+
+
+# ----------------------------------------------------------------------------
+# Truncated BPTT
+
+
+def test_tbptt_single_chunk_lr0_equals_full_loss():
+    params, x, y, h0 = make_problem(22)
+    full, _, _ = R.rnn_loss_and_grads(params, x, y, h0)
+    for k in (T, T + 3):
+        new, losses = R.tbptt_train(params, x, y, h0, k=k, lr=0.0)
+        assert len(losses) == 1 and isinstance(losses[0], float)
+        assert losses[0] == pytest.approx(full, rel=1e-14)
+        assert_same(new, params)
+
+
+@pytest.mark.parametrize("max_norm", [None, 0.5])
+def test_tbptt_k_equals_T_is_one_sgd_step_of_full_bptt(max_norm):
+    params, x, y, h0 = make_problem(23)
+    lr = 0.3
+    _, grads, _ = R.rnn_loss_and_grads(params, x, y, h0)
+    if max_norm is not None:
+        assert global_norm(grads) > max_norm  # so that clipping really acts
+        grads = {k: g * (max_norm / global_norm(grads)) for k, g in grads.items()}
+    new, _ = R.tbptt_train(params, x, y, h0, k=T, lr=lr, max_norm=max_norm)
+    assert set(new) == set(KEYS)
+    for k in KEYS:
+        np.testing.assert_allclose(new[k], params[k] - lr * grads[k], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_tbptt_chunk_losses_sum_to_full_loss_when_lr0(k):
+    # With lr = 0 and h carried, chunking changes the gradients, not the loss.
+    params, x, y, h0 = make_problem(24)
+    _, losses = R.tbptt_train(params, x, y, h0, k=k, lr=0.0)
+    assert len(losses) == -(-T // k)  # ceil(T / k); the last chunk may be shorter
+    assert sum(losses) == pytest.approx(ref_loss(params, x, y, h0), rel=1e-12)
+
+
+def test_tbptt_carries_hidden_state_across_chunks():
+    params, x, y, h0 = make_problem(25)
+    k = 2
+    _, losses = R.tbptt_train(params, x, y, h0, k=k, lr=0.0)
+    # Expected chunk losses: slices of the full unrolled sequence.
+    h_full = ref_hidden(params, x, h0)
+    for j, start in enumerate(range(0, T, k)):
+        h_init = h0 if start == 0 else h_full[start - 1]
+        want = ref_loss(params, x[start:start + k], y[start:start + k], h_init)
+        assert losses[j] == pytest.approx(want, rel=1e-12)
+    # A version that restarts every chunk from h0 gives visibly different losses,
+    # so the check above would catch it.
+    reset = [ref_loss(params, x[s:s + k], y[s:s + k], h0) for s in range(k, T, k)]
+    assert all(abs(a - b) > 1e-3 for a, b in zip(losses[1:], reset))
+
+
+def test_tbptt_updates_per_chunk_with_truncated_gradients():
+    # Independent oracle: central differences of each chunk's loss with its
+    # initial state held constant, SGD after each chunk, the state carried
+    # from the forward pass made with the parameters of that chunk.
+    params, x, y, h0 = make_problem(26)
+    k, lr, max_norm = 3, 0.2, None
+    theta = {key: v.copy() for key, v in params.items()}
+    h_init = h0
+    want_losses = []
+    for start in range(0, T, k):
+        xs, ys = x[start:start + k], y[start:start + k]
+        hi = h_init
+        want_losses.append(ref_loss(theta, xs, ys, hi))
+        g = {key: numerical_gradient(lambda: ref_loss(theta, xs, ys, hi), theta[key])
+             for key in KEYS}
+        h_init = ref_hidden(theta, xs, hi)[-1]
+        theta = {key: theta[key] - lr * g[key] for key in KEYS}
+
+    new, losses = R.tbptt_train(params, x, y, h0, k=k, lr=lr, max_norm=max_norm)
+    # From the second chunk on, the oracle's parameters carry the ~1e-10
+    # error of its numerical gradients (times lr), hence rel=1e-8.
+    assert losses == pytest.approx(want_losses, rel=1e-8)
+    for key in KEYS:
+        # Compare the total update (theta - theta0) / lr, a sum of gradients.
+        got_step = (params[key] - new[key]) / lr
+        want_step = (params[key] - theta[key]) / lr
+        assert relative_error(got_step, want_step) < 1e-6, key
+
+
+def test_tbptt_rejects_bad_chunk_length():
+    params, x, y, h0 = make_problem(27)
+    with pytest.raises(ValueError):
+        R.tbptt_train(params, x, y, h0, k=0, lr=0.1)
+
+
+def test_tbptt_does_not_mutate_inputs():
+    params, x, y, h0 = make_problem(28)
+    before = snapshot((params, x, y, h0))
+    new, _ = R.tbptt_train(params, x, y, h0, k=2, lr=0.1, max_norm=0.1)
+    assert_same((params, x, y, h0), before)
+    assert new is not params
+    assert all(not np.shares_memory(new[k], params[k]) for k in KEYS)
+
+
+# ----------------------------------------------------------------------------
+# The Jacobian behind vanishing / exploding gradients
+
+
+def one_sequence(seed):
+    """x (T, D), h (T+1, H) with h[0] = h0, for a single example."""
+    params, x, _, h0 = make_problem(seed, N=1)
+    h = ref_hidden(params, x, h0)[:, 0]
+    return params, x[:, 0], np.concatenate([h0, h])
+
+
+def h_t_from_h_k(params, x1, h_k, t, k):
+    """Re-run the recurrence from h(k) to h(t): x1[s-1] is x(s)."""
+    h_s = h_k
+    for s in range(k + 1, t + 1):
+        h_s = np.tanh(params["b"] + params["W"] @ h_s + params["U"] @ x1[s - 1])
+    return h_s
+
+
+@pytest.mark.parametrize("t,k", [(2, 2), (3, 2), (4, 1), (5, 2)])
+def test_hidden_jacobian_vs_central_differences(t, k):
+    params, x1, h = one_sequence(29)
+    assert not np.allclose(params["W"], params["W"].T)  # layout errors would show
+    J = R.hidden_jacobian(h, params["W"], t, k)
+    assert J.shape == (H, H)
+    eps = 1e-6
+    J_num = np.empty((H, H))
+    for j in range(H):  # column j: response of h(t) to component j of h(k)
+        e = np.zeros(H)
+        e[j] = eps
+        J_num[:, j] = (h_t_from_h_k(params, x1, h[k] + e, t, k)
+                       - h_t_from_h_k(params, x1, h[k] - e, t, k)) / (2 * eps)
+    assert relative_error(J, J_num) < GRAD_TOL
+    if t == k:
+        np.testing.assert_array_equal(J, np.eye(H))
+
+
+def test_hidden_jacobian_agrees_with_bptt():
+    # A gradient row g on h(t) alone reaches h0 as g dh(t)/dh(0).
+    params, x1, h = one_sequence(30)
+    t = 4
+    g = np.random.default_rng(31).standard_normal(H)
+    _, cache = R.rnn_forward(x1[:, None, :], h[:1], params["U"], params["W"], params["b"])
+    dh = np.zeros((T, 1, H))
+    dh[t - 1, 0] = g  # dh[t-1] is the gradient on h(t)
+    _, dh0, *_ = R.rnn_backward(dh, cache)
+    np.testing.assert_allclose(dh0[0], g @ R.hidden_jacobian(h, params["W"], t, 0),
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_hidden_jacobian_rejects_bad_indices_and_keeps_inputs():
+    params, _, h = one_sequence(32)
+    before = snapshot((h, params["W"]))
+    R.hidden_jacobian(h, params["W"], T, 0)
+    assert_same((h, params["W"]), before)
+    with pytest.raises(ValueError):
+        R.hidden_jacobian(h, params["W"], 1, 2)
+    with pytest.raises(ValueError):
+        R.hidden_jacobian(h, params["W"], T + 1, 0)

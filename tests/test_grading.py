@@ -1,0 +1,147 @@
+"""The grader's promises, checked through its real code paths."""
+import csv
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder import course, demo, grade
+from tests.conftest import ROOT, filled, release
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_gets_full_marks(aid, seed):
+    a = course.load(aid)
+    r = grade.grade_notebook(a, filled(aid), seed=seed)
+    lost = [(t["name"], t["output"]) for t in r["tests"] if t["score"] < t["max_score"]]
+    assert not lost and r["score"] == a.max_score, lost
+    assert not r["cell_errors"], r["cell_errors"]
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_untouched_stubs_get_nothing(aid):
+    a = course.load(aid)
+    r = grade.grade_notebook(a, release(aid))
+    assert r["score"] == 0.0
+    assert all("not implemented" in t["output"] or t["output"] for t in r["tests"])
+
+
+@pytest.mark.parametrize("aid", [a for a in course.assignments() if demo.BUGS.get(a)])
+def test_each_plausible_bug_loses_points_with_a_named_check(aid):
+    a = course.load(aid)
+    for bug in demo.BUGS[aid]:
+        nb = demo._introduce(filled(aid), [bug])
+        r = grade.grade_notebook(a, nb)
+        failed = [t for t in r["tests"] if t["score"] < t["max_score"]]
+        assert r["score"] < a.max_score, bug
+        assert any(t["visibility"] == "visible" for t in failed), \
+            f"no visible check names the bug {bug}"
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_check_names_start_with_a_graded_function(aid, curriculum_functions):
+    a = course.load(aid)
+    allowed = set(curriculum_functions[aid]) | set(a.functions)
+    r = grade.grade_notebook(a, filled(aid))
+    for t in r["tests"]:
+        assert t["name"].split(":")[0] in allowed, t["name"]
+
+
+def test_grading_is_deterministic_for_a_seed():
+    aid = course.assignments()[0]
+    a = course.load(aid)
+    nb = demo._introduce(filled(aid), demo.BUGS.get(aid, [])[:2])
+    first = grade.grade_notebook(a, nb, seed=7)
+    again = grade.grade_notebook(a, nb, seed=7)
+    assert [t["score"] for t in first["tests"]] == [t["score"] for t in again["tests"]]
+
+
+def test_submitted_test_cells_are_ignored():
+    """Editing the test cells (say, to `pass`) changes nothing."""
+    aid = course.assignments()[0]
+    a = course.load(aid)
+    nb = release(aid)
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("grade"):
+            c.source = "pass"
+    assert grade.grade_notebook(a, nb)["score"] == 0.0
+
+
+def test_cli_grades_the_demo_class(graded_demo):
+    proc, out = graded_demo
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out / "grades.csv")))
+    assert {"student_id", "assignment", "score", "max_score"} <= set(rows[0])
+    found = {(r["student_id"], r["assignment"]) for r in rows}
+    expected = {(s.name, x.name) for s in (ROOT / "demo" / "submitted").iterdir()
+                for x in s.iterdir()}
+    assert found == expected
+    by = {(r["student_id"], r["assignment"]): r for r in rows}
+    for aid in course.assignments():
+        full = float(by[("ada", aid)]["max_score"])
+        assert float(by[("ada", aid)]["score"]) == full
+        assert float(by[("cato", aid)]["score"]) == 0.0
+        assert float(by[("dara", aid)]["score"]) == 0.0 and by[("dara", aid)]["status"] == "unreadable"
+        assert float(by[("emil", aid)]["score"]) == full  # runaway cell stopped, code still graded
+        if demo.BUGS.get(aid):
+            assert 0 < float(by[("brook", aid)]["score"]) < full
+
+
+def test_results_json_is_gradescope_format_and_feedback_hides_hidden_tests(graded_demo):
+    _, out = graded_demo
+    for path in out.glob("*/*/results.json"):
+        r = json.loads(path.read_text())
+        assert isinstance(r["score"], float) and isinstance(r["max_score"], float)
+        assert isinstance(r["output"], str)
+        for t in r["tests"]:
+            assert set(t) == {"name", "score", "max_score", "output", "visibility"}
+            assert t["visibility"] in ("visible", "hidden")
+        assert abs(sum(t["score"] for t in r["tests"]) - r["score"]) < 1e-3
+        feedback = (path.parent / "feedback.html").read_text()
+        for t in r["tests"]:
+            if t["visibility"] == "hidden":
+                assert t["name"] not in feedback
+        assert "grading_rng" not in feedback and "BEGIN HIDDEN" not in feedback
+    emil = json.loads(next(out.glob("emil/*/results.json")).read_text())
+    assert "was stopped" in emil["output"]
+
+
+def test_gradebook_holds_the_scores(graded_demo):
+    from nbgrader.api import Gradebook
+    _, out = graded_demo
+    rows = list(csv.DictReader(open(out / "grades.csv")))
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        for r in rows:
+            if r["status"] == "graded":
+                sub = gb.find_submission(r["assignment"], r["student_id"])
+                assert sub.score == pytest.approx(float(r["score"]), abs=1e-3)
+
+
+def test_cli_rejects_a_missing_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "out")], capture_output=True, cwd=ROOT)
+    assert proc.returncode != 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"), ("{not json", "not valid"), ('{"cells": 3, "nbformat": 4}', "not valid"),
+])
+def test_broken_files_get_a_clear_message(tmp_path, content, message):
+    p = tmp_path / "x.ipynb"
+    p.write_text(content)
+    nb, problem = grade.read_submission(p)
+    assert nb is None and message in problem
+
+
+def test_old_nbformat_is_converted(tmp_path):
+    aid = course.assignments()[0]
+    v3 = nbformat.convert(filled(aid), 3)
+    p = tmp_path / "old.ipynb"
+    p.write_text(nbformat.writes(v3, version=3))
+    nb, problem = grade.read_submission(p)
+    assert problem is None
+    r = grade.grade_notebook(course.load(aid), nb)
+    assert r["score"] > 0
