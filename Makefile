@@ -14,6 +14,8 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The first build also installs MathJax, RequireJS and the widget manager
+# with npm (book/_ext/site_assets.py), so the site loads nothing from a CDN.
 book: $(VENV)/.installed
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 

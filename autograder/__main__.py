@@ -27,6 +27,15 @@ def main(argv=None):
     d = sub.add_parser("demo", help="regenerate the demo class in demo/submitted")
     d.add_argument("--check", action="store_true", help="only report a stale demo class (exit 1)")
 
+    z = sub.add_parser("gradescope", help="build a Gradescope autograder zip")
+    z.add_argument("zip", help="where to write the zip (e.g. autograder.zip)")
+    z.add_argument("--assignment", default=None,
+                   help="grade every upload as this assignment (default: tell by its cells)")
+    z.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
+    z.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
+    z.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
+    z.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
+
     args = p.parse_args(argv)
     if args.command == "grade":
         from .classroom import grade_class
@@ -42,6 +51,16 @@ def main(argv=None):
         total = sum(r["score"] for r in rows)
         print(f"graded {len(rows)} submissions into {args.out} "
               f"(mean score {total / max(1, len(rows)):.2f})")
+        return 0
+    if args.command == "gradescope":
+        from . import gradescope
+        try:
+            members = gradescope.build(args.zip, args.assignment, args.seed, args.timeout,
+                                       args.notebook_timeout, args.memory)
+        except ValueError as exc:
+            p.error(str(exc))
+        print(f"wrote {args.zip} ({len(members)} files): upload it as the assignment's "
+              "autograder on Gradescope")
         return 0
     if args.command == "notebooks":
         from . import notebooks

@@ -1,38 +1,60 @@
 """Grading a whole class: find submissions, grade them in parallel, report.
 
 SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb  (nbgrader's layout)
+
+Submissions are graded in a pool of processes (``--jobs``), each of them a
+subreaper that cleans up after every sandbox it ran.  At most ``jobs``
+submissions are in flight at a time, so when a pool process dies (the
+kernel's OOM killer, a bug of ours; a student can no longer signal it) the
+suspects are known: every submission in flight is graded again alone in a
+fresh pool, and one that brings down even that gets a row with status
+``crashed`` and a message, while the rest of the class goes on in a new
+pool.  A submission whose grading outlasts ``notebook_timeout + 120`` s is
+treated the same way.  Whatever happens, every submission found gets a row.
 """
 import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import course, grade, report
-from .sandbox import Limits, become_subreaper
+from .sandbox import Limits, become_subreaper, reap_orphans
+
+RESERVED = {"grades.csv", "gradebook.db", "grading.json"}  # OUT's own files
+GRACE = 120.0  # seconds on top of the notebook's time limit before a grading is abandoned
 
 
 def find_submissions(submitted, known):
     """[(student, assignment, notebook path or None, note)], sorted."""
     found = []
-    for sdir in sorted(p for p in Path(submitted).iterdir() if p.is_dir()):
-        for adir in sorted(p for p in sdir.iterdir() if p.is_dir()):
-            if adir.name.startswith("."):
-                continue
+
+    def folders(p):
+        return sorted(q for q in p.iterdir()
+                      if q.is_dir() and not q.is_symlink() and not q.name.startswith("."))
+
+    for sdir in folders(Path(submitted)):
+        for adir in folders(sdir):
             nb = adir / f"{adir.name}.ipynb"
             note = None
-            if not nb.is_file():
-                others = sorted(adir.glob("*.ipynb"))
+            if sdir.name in RESERVED:
+                nb, note = None, f"The student id '{sdir.name}' is the name of a grading output file."
+            elif adir.name not in known:
+                nb, note = None, f"'{adir.name}' is not an assignment of this course."
+            elif nb.is_symlink():
+                pass  # read_submission says why it is refused
+            elif not nb.is_file():
+                others = sorted(p for p in adir.glob("*.ipynb")
+                                if p.is_file() and not p.is_symlink())
                 if len(others) == 1:
                     nb, note = others[0], (f"The notebook was named {others[0].name} "
                                            f"instead of {adir.name}.ipynb; it was graded anyway.")
                 else:
                     nb, note = None, (f"No notebook {adir.name}.ipynb was found"
                                       + (f" (found {len(others)} others)." if others else "."))
-            if adir.name not in known:
-                note = f"'{adir.name}' is not an assignment of this course."
-                nb = None
             found.append((sdir.name, adir.name, nb, note))
     return found
 
@@ -64,7 +86,91 @@ def _grade_one(job):
     return student, aid, status, result
 
 
-def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True):
+def _crashed(job, why):
+    student, aid, _, note, _, seed = job
+    try:
+        max_score = course.load(aid).max_score
+    except Exception:
+        max_score = 0.0
+    notes = ([note] if note else []) + [why]
+    return student, aid, "crashed", {"score": 0.0, "max_score": max_score, "tests": [],
+                                     "notes": notes, "events": [], "cell_errors": [],
+                                     "seed": seed, "seconds": 0.0}
+
+
+def _kill_pool(pool):
+    for p in list(getattr(pool, "_processes", {}).values()):
+        try:
+            p.kill()
+        except Exception:
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _solo(job, grade_one, limit):
+    """Grade one suspect alone: if it breaks this pool too, it is the culprit."""
+    pool = ProcessPoolExecutor(max_workers=1, initializer=become_subreaper)
+    try:
+        fut = pool.submit(grade_one, job)
+        done, _ = wait([fut], timeout=limit)
+        if not done:
+            return _crashed(job, f"Grading this submission did not finish in {limit:g} s; "
+                                 "it was stopped and scored 0.")
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            return _crashed(job, "Grading this submission stopped the grader's own process; "
+                                 "it was scored 0. The instructor can see why in the logs.")
+    finally:
+        _kill_pool(pool)
+        reap_orphans()
+
+
+def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_done=None):
+    """Grade ``work`` with at most ``jobs`` in flight; results in the order of ``work``."""
+    results = {}
+    pending = deque(enumerate(work))
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=become_subreaper)
+    inflight = {}  # future -> (index, job, start time)
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < jobs:
+                i, job = pending.popleft()
+                inflight[pool.submit(grade_one, job)] = (i, job, time.monotonic())
+            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
+            broken = False
+            for f in finished:
+                i, job, _ = inflight[f]
+                try:
+                    results[i] = f.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                except Exception as exc:  # could not even send the result back
+                    results[i] = _crashed(job, f"The grader failed on this submission: "
+                                               f"{type(exc).__name__}: {exc}")
+                del inflight[f]
+                if on_done:
+                    on_done()
+            if limit and any(time.monotonic() - t0 > limit for _, _, t0 in inflight.values()):
+                broken = True
+            if broken:
+                suspects = sorted(inflight.values(), key=lambda v: v[0])
+                inflight.clear()
+                _kill_pool(pool)
+                reap_orphans()
+                for i, job, _ in suspects:
+                    results[i] = _solo(job, grade_one, limit or 3600.0)
+                    if on_done:
+                        on_done()
+                pool = ProcessPoolExecutor(max_workers=jobs, initializer=become_subreaper)
+    finally:
+        _kill_pool(pool)
+    return [results[i] for i in range(len(work))]
+
+
+def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True,
+                grade_one=_grade_one):
     """Grade every submission; write the reports; return the grades.csv rows."""
     limits = limits or Limits()
     out = Path(out)
@@ -73,21 +179,23 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
     subs = find_submissions(submitted, known)
     jobs = max(1, jobs or os.cpu_count() or 1)
     work = [(s, a, p, n, limits, seed) for s, a, p, n in subs]
-    results = []
-    # Even with one job the grading runs in a child: it becomes a subreaper
-    # and nothing a submission leaves behind reaches this process.
-    with ProcessPoolExecutor(max_workers=jobs, initializer=become_subreaper) as pool:
-        it = pool.map(_grade_one, work)
-        if progress:
-            from tqdm import tqdm
-            it = tqdm(it, total=len(work), unit="nb", desc="grading", file=sys.stderr)
-        for item in it:
-            results.append(item)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(work), unit="nb", desc="grading", file=sys.stderr)
+    try:
+        results = run_pool(work, jobs, grade_one, limit=limits.notebook_timeout + GRACE,
+                           on_done=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
     rows, graded = [], []
     for student, aid, status, result in results:
-        report.write_submission(out, student, aid, result)
+        if student not in RESERVED:
+            report.write_submission(out, student, aid, result)
         rows.append({"student_id": student, "assignment": aid, "score": result["score"],
-                     "max_score": result["max_score"], "status": status, "seed": seed})
+                     "max_score": result["max_score"], "status": status, "seed": seed,
+                     "message": report.summary(status, result)})
         graded.append((student, aid, result))
     report.write_csv(out, rows)
     assignments = {aid: course.load(aid) for aid in sorted({a for _, a, _, _ in subs} & known)}

@@ -1,31 +1,59 @@
 """The data format between the grader and the process running student code.
 
-Only plain data crosses: JSON with NumPy arrays as ``.npy`` bytes loaded with
-``allow_pickle=False``, so nothing a student's process sends can execute code
-in the grader.  Objects that are not plain data (a cache made of a custom
-class, say) stay in the student's process and cross as a ``Handle``.
+Only plain data crosses: JSON, with NumPy arrays as raw bytes of a plain
+numeric dtype whose header (dtype, shape) is checked against the byte count
+before anything is allocated, so nothing a student's process sends can run
+code in the grader or make it allocate more than the frame it already read.
+Objects that are not plain data (a cache made of a custom class, say) stay
+in the student's process and cross as a ``Handle``, which names the process
+it belongs to: a handle from a process that has since been restarted, or
+from the other of a submission's two processes, is refused, never
+confused with another object.
+
+Limits, each an error the student reads rather than a crash of the grader:
+a frame of at most ``MAX_FRAME`` bytes, nesting at most ``MAX_DEPTH`` deep,
+integers of at most ``MAX_INT_BITS`` bits (exact, beyond 64 bits too).
 
 This module is also sent verbatim to the worker process, so it imports only
 the standard library and NumPy.
 """
 import base64
-import io
 import json
+import os
+import select
 import struct
+import time
 
 import numpy as np
 
-MAX_FRAME = 256 * 2**20  # a larger message is treated as an attack or a bug
+MAX_FRAME = 64 * 2**20  # a larger message is refused (the course's arrays are tiny)
+MAX_DEPTH = 64          # lists in dicts in tuples ...: deeper is an attack or a bug
+MAX_INT_BITS = 2**16    # exact integers (bins**D) cross; astronomically long ones do not
+_KINDS = "biufc"        # bool, int, uint, float, complex: nothing else crosses
 
 
 class Handle:
     """An object that lives in the student's process, referred to by number."""
 
-    def __init__(self, key):
+    def __init__(self, key, owner=None, kind="object"):
         self.key = key
+        self.owner = owner  # which process holds it (see Sandbox.token)
+        self.kind = kind
 
     def __repr__(self):
-        return f"<object #{self.key} in the student's process>"
+        return f"<{self.kind} object in your notebook's process>"
+
+
+_handle_types = {}
+
+
+def _handle_class(kind):
+    """A Handle subclass named after the student's type, so a check saying
+    "got <type name>" names the student's class, not ours."""
+    kind = "".join(ch for ch in str(kind)[:60] if ch.isalnum() or ch in "_.") or "object"
+    if kind not in _handle_types:
+        _handle_types[kind] = type(kind, (Handle,), {})
+    return _handle_types[kind]
 
 
 class Closure:
@@ -41,51 +69,65 @@ class Closure:
         self.env = env
 
 
-def _npy(a):
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _from_npy(text):
-    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+class WireError(TypeError):
+    """A value that cannot cross (too deep, too large, not plain data)."""
 
 
 class Encoder:
     """Turns Python values into JSON-able data, remembering shared objects.
 
     The same array (or dict, list, Generator) reached twice is sent once and
-    referred to by number, so aliasing survives the trip.
+    referred to by number, so aliasing survives the trip.  ``store`` (worker
+    side) keeps objects that are not plain data; ``owner`` (grader side) is
+    the token of the process the message goes to.
     """
 
-    def __init__(self, store=None):
+    def __init__(self, store=None, owner=None):
         self.seen = {}      # id(obj) -> number
         self.objects = []   # number -> obj (keeps them alive while encoding)
-        self.store = store  # worker side: where non-plain objects are kept
+        self.store = store
+        self.owner = owner
+        self.depth = 0
 
     def __call__(self, v):
-        if v is None or isinstance(v, str):
+        if v is None or type(v) in (str, bool):
             return v
         if isinstance(v, (bool, np.bool_)):
             return bool(v)
         if isinstance(v, (int, np.integer)):
-            return int(v)
+            i = int(v)
+            if -2**63 <= i < 2**63:
+                return i
+            if i.bit_length() > MAX_INT_BITS:
+                raise WireError(f"an integer of more than {MAX_INT_BITS} bits cannot be checked")
+            return {"__int__": hex(i)}  # exact; hex has no digit limit on parsing
         if isinstance(v, (float, np.floating)):
             f = float(v)
-            return f if np.isfinite(f) else {"__float__": repr(f)}
+            return f if f - f == 0 else {"__float__": repr(f)}
+        if isinstance(v, str):
+            return str(v)
         if isinstance(v, np.generic):
             return self(np.asarray(v))
         if id(v) in self.seen:
             return {"__ref__": self.seen[id(v)]}
         if isinstance(v, Handle):
+            if self.owner is not None and v.owner != self.owner:
+                raise WireError(f"{v!r} was made by an earlier run of your code (your notebook's "
+                                "process was restarted, or it belongs to the hidden checks' "
+                                "process) and cannot be used here")
             return {"__handle__": v.key}
         key = len(self.objects)
         if isinstance(v, np.ndarray):
-            if v.dtype.hasobject:
-                raise TypeError("an array of Python objects (dtype=object) cannot be checked")
+            if v.dtype.kind not in _KINDS or v.dtype.fields is not None:
+                raise WireError(f"an array of dtype {v.dtype} cannot be checked "
+                                "(use float64 numbers)")
             self.seen[id(v)] = key
             self.objects.append(v)
-            return {"__nd__": _npy(np.ascontiguousarray(v)), "id": key}
+            a = np.ascontiguousarray(v)
+            if a.nbytes > MAX_FRAME:
+                raise WireError(f"an array of {a.nbytes / 2**20:.0f} MB is too large to check")
+            return {"__nd__": base64.b64encode(a.tobytes()).decode("ascii"),
+                    "dtype": a.dtype.str, "shape": list(a.shape), "id": key}
         if isinstance(v, np.random.Generator):
             self.seen[id(v)] = key
             self.objects.append(v)
@@ -95,39 +137,79 @@ class Encoder:
         if isinstance(v, (list, tuple, dict)):
             self.seen[id(v)] = key
             self.objects.append(v)
-            if isinstance(v, dict):
-                return {"__dict__": [[self(k), self(x)] for k, x in v.items()], "id": key}
-            tag = "__list__" if isinstance(v, list) else "__tuple__"
-            return {tag: [self(x) for x in v], "id": key}
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise WireError(f"a value nested more than {MAX_DEPTH} levels deep "
+                                "cannot be checked")
+            try:
+                if isinstance(v, dict):
+                    return {"__dict__": [[self(k), self(x)] for k, x in v.items()], "id": key}
+                tag = "__list__" if isinstance(v, list) else "__tuple__"
+                return {tag: [self(x) for x in v], "id": key}
+            finally:
+                self.depth -= 1
         if self.store is not None:
             self.store.append(v)
-            return {"__handle__": len(self.store) - 1}
-        raise TypeError(f"cannot send a value of type {type(v).__name__}")
+            return {"__handle__": len(self.store) - 1, "kind": type(v).__name__}
+        raise WireError(f"cannot send a value of type {type(v).__name__}")
+
+
+def _array(d):
+    """An array from its message, checked before anything is allocated."""
+    dtype = np.dtype(str(d["dtype"]))
+    if dtype.kind not in _KINDS or dtype.fields is not None or dtype.itemsize > 16:
+        raise WireError(f"arrays of dtype {dtype} are not accepted")
+    shape = d["shape"]
+    if (not isinstance(shape, list) or len(shape) > 32
+            or not all(type(n) is int and 0 <= n for n in shape)):
+        raise WireError("malformed array shape")
+    raw = base64.b64decode(d["__nd__"], validate=True)
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(raw):
+        raise WireError("array data does not match its shape")
+    return np.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)
 
 
 class Decoder:
-    """The inverse of ``Encoder``; ``closure`` builds callables (worker side)."""
+    """The inverse of ``Encoder``.
 
-    def __init__(self, store=None, closure=None):
+    Worker side: ``store`` resolves handles and ``closure`` builds callables.
+    Grader side: ``owner`` is stamped on every handle received.
+    """
+
+    def __init__(self, store=None, closure=None, owner=None):
         self.refs = {}
         self.store = store
         self.closure = closure
+        self.owner = owner
+        self.depth = 0
 
     def __call__(self, d):
+        if isinstance(d, list):
+            raise WireError("malformed message")
         if not isinstance(d, dict):
             return d
         if "__ref__" in d:
             return self.refs[d["__ref__"]]
         if "__float__" in d:
-            return float(d["__float__"])
+            text = d["__float__"]
+            if text not in ("nan", "inf", "-inf"):
+                raise WireError("malformed number")
+            return float(text)
+        if "__int__" in d:
+            text = d["__int__"]
+            if not isinstance(text, str) or len(text) > MAX_INT_BITS // 4 + 3:
+                raise WireError("malformed integer")
+            return int(text, 16)
         if "__handle__" in d:
             if self.store is None:
-                return Handle(d["__handle__"])
+                return _handle_class(d.get("kind", "object"))(d["__handle__"], self.owner,
+                                                             d.get("kind", "object"))
             return self.store[d["__handle__"]]
         if "__nd__" in d:
-            out = _from_npy(d["__nd__"])
-            if out.dtype.hasobject:
-                raise TypeError("object arrays are not accepted")
+            out = _array(d)
             self.refs[d["id"]] = out
             return out
         if "__rng__" in d:
@@ -137,53 +219,68 @@ class Decoder:
             return g
         if "__closure__" in d:
             if self.closure is None:
-                raise TypeError("closures only travel to the student's process")
+                raise WireError("closures only travel to the student's process")
             return self.closure(d["__closure__"], self(d["env"]))
-        if "__dict__" in d:
-            out = {}
-            self.refs[d["id"]] = out
-            for k, v in d["__dict__"]:
-                out[self(k)] = self(v)
-            return out
-        for tag, kind in (("__list__", list), ("__tuple__", tuple)):
-            if tag in d:
-                if kind is list:
-                    out = []
-                    self.refs[d["id"]] = out
-                    out.extend(self(x) for x in d[tag])
-                else:
-                    out = tuple(self(x) for x in d[tag])
-                    self.refs[d["id"]] = out
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise WireError(f"a value nested more than {MAX_DEPTH} levels deep cannot be checked")
+        try:
+            if "__dict__" in d:
+                out = {}
+                self.refs[d["id"]] = out
+                for k, v in d["__dict__"]:
+                    out[self(k)] = self(v)
                 return out
-        raise TypeError("malformed message")
+            if "__list__" in d:
+                out = []
+                self.refs[d["id"]] = out
+                out.extend(self(x) for x in d["__list__"])
+                return out
+            if "__tuple__" in d:
+                out = tuple(self(x) for x in d["__tuple__"])
+                self.refs[d["id"]] = out
+                return out
+        finally:
+            self.depth -= 1
+        raise WireError("malformed message")
 
 
-def send(fd, message):
+def dumps(message):
+    """A frame's bytes; raises WireError when it would exceed MAX_FRAME."""
     data = json.dumps(message, allow_nan=False).encode()
-    _write_all(fd, struct.pack("<Q", len(data)) + data)
+    if len(data) > MAX_FRAME:
+        raise WireError(f"the value returned ({len(data) / 2**20:.0f} MB) is too large to check")
+    return struct.pack("<Q", len(data)) + data
 
 
-def _write_all(fd, data):
-    import os
-    view = memoryview(data)
+def send(fd, message, data=None):
+    view = memoryview(data if data is not None else dumps(message))
     while view:
         n = os.write(fd, view)
         view = view[n:]
 
 
-def recv(fd):
-    """Read one frame; raises EOFError when the other side is gone."""
-    header = _read_exactly(fd, 8)
+def recv(fd, deadline=None):
+    """Read one frame.
+
+    Raises EOFError when the other side is gone, TimeoutError when the whole
+    frame has not arrived by ``deadline`` (time.monotonic()), ValueError for a
+    frame that is not one of ours.
+    """
+    header = _read_exactly(fd, 8, deadline)
     (n,) = struct.unpack("<Q", header)
     if n > MAX_FRAME:
-        raise ValueError(f"message of {n} bytes is over the limit")
-    return json.loads(_read_exactly(fd, n))
+        raise ValueError(f"a message of {n} bytes is over the limit")
+    return json.loads(_read_exactly(fd, n, deadline))
 
 
-def _read_exactly(fd, n):
-    import os
+def _read_exactly(fd, n, deadline):
     chunks, got = [], 0
     while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
         b = os.read(fd, min(n - got, 1 << 20))
         if not b:
             raise EOFError

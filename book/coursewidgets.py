@@ -14,9 +14,13 @@ import matplotlib.pyplot as plt
 
 
 def png(fig, dpi=80):
-    """Render a matplotlib figure to PNG bytes and close it."""
+    """Render a matplotlib figure to PNG bytes and close it.
+
+    On white, not on the notebook's transparent background: black axes and
+    labels stay readable on a dark page or a dark notebook theme.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return buf.getvalue()
 

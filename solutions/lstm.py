@@ -144,9 +144,9 @@ def cell_jacobian_diag(x_t, y_prev, c_prev, params):
 
         dc(t)/dc(t-1) = f + p_f * c(t-1) * sigmoid'(f_bar) + p_i * z * sigmoid'(i_bar)
 
-    Unit k's cell reads only its own c_k(t-1) (through the direct path and
-    its own peepholes), so the Jacobian is diagonal; the off-diagonal
-    coupling of the cells only goes through y(t-1) and R_*.
+    Unit k's cell reads only its own c_k(t-1) (directly and through its own
+    peepholes), so the Jacobian is diagonal: cells of different units
+    interact only through y and R_*, which this derivative holds fixed.
     """
     _, _, cache = lstm_step_forward(x_t, y_prev, c_prev, params)
     _, _, _, z, i, f, _, _, _, P = cache

@@ -1,11 +1,14 @@
-"""Shared fixtures: the course's assignments, learner notebooks, a graded demo class."""
+"""Shared fixtures: the course's assignments, learner notebooks, a graded demo class, the built book."""
+import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from autograder import course, notebooks
 
@@ -46,3 +49,57 @@ def graded_demo(tmp_path_factory):
          "--out", str(out), "--timeout", "3", "--jobs", "2", "--quiet"],
         capture_output=True, text=True, cwd=ROOT)
     return proc, out
+
+
+# --- The book: built once per session for tests/test_book.py and tests/test_site.py
+
+@dataclass
+class Site:
+    html: Path        # the built site, <out>/_build/html
+    returncode: int   # jupyter-book's exit status; None for a site built elsewhere
+    log: str          # its output
+
+
+def toc():
+    """_toc.yml as [(docname, part caption, numbered)] in reading order, root first."""
+    data = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = [(str(Path(data["root"]).with_suffix("")), None, False)]
+
+    def walk(items, caption, numbered):
+        for item in items:
+            if "file" in item:
+                entries.append((str(Path(item["file"]).with_suffix("")), caption, numbered))
+            walk(item.get("sections", []), caption, numbered)
+
+    for part in data.get("parts", []):
+        walk(part.get("chapters", []), part.get("caption"), bool(part.get("numbered")))
+    walk(data.get("chapters", []), None, False)
+    return entries
+
+
+def chapter_pages():
+    """The numbered chapters of _toc.yml (the ones with an exercise), as docnames."""
+    return [doc for doc, _, numbered in toc() if numbered]
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The book built from scratch (every notebook executed) with `-W -n --keep-going`.
+
+    COURSE_SITE_HTML=<a built _build/html> tests that site instead, without
+    building (quick while writing pages; the build test then skips).
+    """
+    given = os.environ.get("COURSE_SITE_HTML")
+    if given:
+        return Site(Path(given).resolve(), None, "")
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    # the pages import the course (solutions/) even before `pip install -e .`
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run(
+        [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT),
+         "-W", "-n", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, cwd=ROOT, env=env)
+    return Site(out / "_build" / "html", proc.returncode, proc.stdout + proc.stderr)
+

@@ -1,0 +1,185 @@
+"""The course's grader as a Gradescope autograder.
+
+    python -m autograder gradescope OUT.zip [--assignment ID] [--seed N] [--timeout S]
+
+builds the zip Gradescope asks for, from the same sources as everything else:
+
+    setup.sh          run once by Gradescope (as root, Ubuntu image): apt installs
+                      Python 3.11 (the deadsnakes PPA where the release lacks it),
+                      a venv in /autograder/venv, then
+                      pip install -r requirements.txt -c constraints.txt
+    run_autograder    run per submission: grades it and writes
+                      /autograder/results/results.json
+    gradescope.json   the grading settings chosen at build time
+    autograder/ solutions/ source/ requirements.txt constraints.txt pyproject.toml
+
+``run_autograder`` takes the ``.ipynb`` from /autograder/submission (any
+name, any sub-folder: upload forms and zips rename things); the assignment
+is the one given at build time or else the one whose cell ids the notebook
+shares most (nbgrader's ``grade_id``s survive a renamed file), with the
+file name as tie-breaker.  Hidden tests are reported with visibility
+``hidden``; the grader's own output has ``stdout_visibility: hidden``.
+
+Its paths can be moved with environment variables (``AUTOGRADER_ROOT``
+instead of /autograder, ``AUTOGRADER_SOURCE`` for the unpacked zip,
+``AUTOGRADER_PYTHON`` for the interpreter), which is how the test suite
+runs it outside Gradescope.
+
+The zip holds the reference solutions and hidden tests: it is for
+instructors' accounts only (Gradescope never shows it to students).
+"""
+import argparse
+import json
+import sys
+import traceback
+import zipfile
+from pathlib import Path
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, in its Ubuntu image, from /autograder/source.
+set -euo pipefail
+cd "$(dirname "$0")"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+if ! apt-get install -y --no-install-recommends python3.11 python3.11-venv; then
+    # Ubuntu releases without 3.11 in their archive: the deadsnakes PPA has it.
+    apt-get install -y --no-install-recommends software-properties-common gpg-agent
+    add-apt-repository -y ppa:deadsnakes/ppa
+    apt-get update
+    apt-get install -y --no-install-recommends python3.11 python3.11-venv
+fi
+python3.11 -m venv /autograder/venv
+/autograder/venv/bin/python -m pip install --upgrade pip
+/autograder/venv/bin/python -m pip install -r requirements.txt -c constraints.txt
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this (copied to /autograder/run_autograder) for every submission.
+set -uo pipefail
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+SOURCE="${AUTOGRADER_SOURCE:-$ROOT/source}"
+PYTHON="${AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}"
+mkdir -p "$ROOT/results"
+cd "$SOURCE"
+exec "$PYTHON" -m autograder.gradescope run \\
+    --submission "$ROOT/submission" --results "$ROOT/results/results.json"
+"""
+
+FILES = ["requirements.txt", "constraints.txt", "pyproject.toml"]
+FOLDERS = ["autograder", "solutions", "source"]
+
+
+def build(out, assignment=None, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):
+    """Write the Gradescope autograder zip; returns the list of its members."""
+    from . import course
+    root = course.ROOT
+    if assignment is not None and assignment not in course.assignments():
+        raise ValueError(f"no assignment {assignment!r} (have {course.assignments()})")
+    settings = {"assignment": assignment, "seed": seed, "timeout": timeout,
+                "notebook_timeout": notebook_timeout, "memory": memory}
+    members = []
+
+    def add(z, name, data, mode=0o644):
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible
+        info.external_attr = (0o100000 | mode) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(info, data)
+        members.append(name)
+
+    with zipfile.ZipFile(out, "w") as z:
+        add(z, "setup.sh", SETUP_SH, 0o755)
+        add(z, "run_autograder", RUN_AUTOGRADER, 0o755)
+        add(z, "gradescope.json", json.dumps(settings, indent=2) + "\n")
+        for name in FILES:
+            add(z, name, (root / name).read_bytes())
+        for folder in FOLDERS:
+            for p in sorted((root / folder).rglob("*")):
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+                    add(z, p.relative_to(root).as_posix(), p.read_bytes())
+    return members
+
+
+def _grade_ids(nb):
+    ids = set()
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata") if isinstance(cell, dict) else None
+        meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
+            ids.add(meta["grade_id"])
+    return ids
+
+
+def choose(paths, assignment=None):
+    """(assignment id, notebook path, parsed notebook or None, problem) for a submission."""
+    from . import course, grade
+    ids = {aid: {c.grade_id for c in course.load(aid).cells if c.grade_id}
+           for aid in ([assignment] if assignment else course.assignments())}
+    best = None
+    for p in paths:
+        nb, problem = grade.read_submission(p)
+        for aid, known in ids.items():
+            rank = (len(_grade_ids(nb) & known) if nb is not None else -1,
+                    p.stem == aid, nb is not None)
+            if best is None or rank > best[0]:
+                best = (rank, aid, p, nb, problem)
+    if best is None:
+        return assignment, None, None, None
+    return best[1:]
+
+
+def notebooks_in(folder):
+    return sorted(p for p in Path(folder).rglob("*.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts and not p.is_symlink() and p.is_file())
+
+
+def run(submission, results, settings=None):
+    """Grade the notebook in ``submission`` into Gradescope's ``results`` file."""
+    from . import course, grade, report
+    from .sandbox import Limits, become_subreaper
+    become_subreaper()
+    cfg_path = course.ROOT / "gradescope.json"
+    cfg = settings or (json.loads(cfg_path.read_text()) if cfg_path.exists() else {})
+    aid, path, nb, problem = choose(notebooks_in(submission), cfg.get("assignment"))
+    max_score = course.load(aid).max_score if aid else 0.0
+    if path is None:
+        result = {"score": 0.0, "max_score": max_score, "tests": [],
+                  "notes": ["No .ipynb file was found in your submission: upload the "
+                            "notebook itself."]}
+    elif nb is None:
+        result = {"score": 0.0, "max_score": max_score, "tests": [], "notes": [problem]}
+    else:
+        limits = Limits(cell_timeout=cfg.get("timeout", 30.0),
+                        notebook_timeout=cfg.get("notebook_timeout", 300.0),
+                        memory_mb=cfg.get("memory", 2048))
+        result = grade.grade_notebook(course.load(aid), nb, limits, cfg.get("seed", 0))
+        result["notes"] = [f"Graded {path.name} as assignment {aid}."] + result["notes"]
+    result.setdefault("seed", cfg.get("seed", 0))
+    out = report.gradescope_results(result)
+    Path(results).parent.mkdir(parents=True, exist_ok=True)
+    Path(results).write_text(json.dumps(out, indent=2))
+    print(f"{aid}: {out['score']:g} / {out['max_score']:g}")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m autograder.gradescope")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="grade one Gradescope submission (used by run_autograder)")
+    r.add_argument("--submission", required=True)
+    r.add_argument("--results", required=True)
+    args = p.parse_args(argv)
+    try:
+        run(args.submission, args.results)
+    except Exception:  # say so in the results Gradescope shows, not in a blank page
+        traceback.print_exc()
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps({
+            "score": 0.0, "output": "The autograder itself failed on this submission; "
+                                    "your instructor has been told (see the grader's log).",
+            "tests": [], "stdout_visibility": "hidden"}))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""A corpus of hostile and broken submissions, written as code.
+
+Every case is built from the learner notebook of ``dcl_backprop`` (untouched,
+or filled with the reference solutions) plus an injected cell or a change to
+the file, so the corpus follows the assignment when it changes.  Each case
+says what grading must make of it:
+
+- ``score``: the range the score must fall in, as fractions of the maximum;
+- ``says``: what the learner's feedback must mention (each entry a tuple of
+  alternatives, any one of which will do, compared case-insensitively);
+- ``status``: the status in grades.csv;
+- ``clean``: its feedback reports no trouble at all.
+
+``tests/test_hostile.py`` grades all of them in one class, through the real
+command line, beside honest students whose results must not change.
+"""
+import json
+import os
+import textwrap
+from dataclasses import dataclass, field
+
+import nbformat
+
+AID = "dcl_backprop"
+
+
+@dataclass
+class Case:
+    name: str
+    build: object            # build(ctx) -> bytes, or build(ctx, folder) writing the layout itself
+    score: tuple = (1.0, 1.0)
+    says: list = field(default_factory=list)
+    status: str = "graded"
+    layout: bool = False     # build writes into the submission folder itself
+    clean: bool = False      # nothing may go wrong while it runs (no events, no cell errors)
+
+
+class Context:
+    """What the builders use: the learner notebooks and the paths attacked."""
+
+    def __init__(self, release, filled, root, out):
+        self.release, self.filled, self.root, self.out = release, filled, str(root), str(out)
+
+
+def _copy(nb):
+    return nbformat.from_dict(json.loads(json.dumps(nb)))
+
+
+def _bytes(nb):
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"c{i}"
+    return (nbformat.writes(nb) + "\n").encode()
+
+
+def _answer_index(nb, gid=None):
+    return [i for i, c in enumerate(nb.cells)
+            if c.get("metadata", {}).get("nbgrader", {}).get("solution")
+            and (gid is None or c.metadata["nbgrader"]["grade_id"] == gid)]
+
+
+def inject(code, base="filled", where="end"):
+    """A builder: the notebook with one more code cell.
+
+    where: "end", "start" (before every answer cell) or "after:<grade_id>".
+    """
+    def build(ctx):
+        nb = _copy(ctx.filled if base == "filled" else ctx.release)
+        src = textwrap.dedent(code).format(root=ctx.root, out=ctx.out)
+        cell = nbformat.v4.new_code_cell(src)
+        if where == "end":
+            nb.cells.append(cell)
+        elif where == "start":
+            nb.cells.insert(_answer_index(nb)[0], cell)
+        else:
+            nb.cells.insert(_answer_index(nb, where.split(":", 1)[1])[0] + 1, cell)
+        return _bytes(nb)
+    return build
+
+
+def transform(fn, base="filled"):
+    def build(ctx):
+        nb = _copy(ctx.filled if base == "filled" else ctx.release)
+        fn(nb)
+        return _bytes(nb)
+    return build
+
+
+def _rename_ids(nb):
+    for i in _answer_index(nb):
+        nb.cells[i].metadata["nbgrader"]["grade_id"] = f"mine_{i}"
+
+
+def _mark_as_tests(nb):
+    for i in _answer_index(nb):
+        nb.cells[i].metadata["nbgrader"].update(grade=True, points=100)
+
+
+def _edit_tests(nb):
+    for c in nb.cells:
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade"):
+            c.source = "pass"
+            meta["points"] = 999
+
+
+def _delete_softmax(nb):
+    del nb.cells[_answer_index(nb, "answer_softmax")[0]]
+
+
+def _duplicate_sigmoid(nb):
+    i = _answer_index(nb, "answer_sigmoid")[0]
+    broken = _copy(nb).cells[i]
+    broken.source = "def sigmoid(z):\n    return z\n"
+    nb.cells.insert(i, broken)  # the correct copy comes last and wins
+
+
+def _foreign_kernel(nb):
+    nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    nb.metadata["language_info"] = {"name": "R"}
+
+
+def _nbformat3(ctx):
+    return nbformat.writes(nbformat.convert(_copy(ctx.filled), 3), version=3).encode()
+
+
+def _junk_cells(ctx):
+    nb = json.loads(_bytes(_copy(ctx.filled)))
+    nb["cells"][:0] = [1, "x", None, {"cell_type": "code", "source": 5, "metadata": []},
+                       {"cell_type": "code", "source": ["x = ", 3], "metadata": {"nbgrader": 7}}]
+    return json.dumps(nb).encode()
+
+
+def _renamed_notebook(ctx, folder):
+    (folder / "homework.ipynb").write_bytes(_bytes(_copy(ctx.filled)))
+
+
+def _directory(ctx, folder):
+    (folder / f"{AID}.ipynb").mkdir()
+
+
+def _fifo(ctx, folder):
+    os.mkfifo(folder / f"{AID}.ipynb")
+
+
+def _symlink(ctx, folder):
+    os.symlink(os.path.join(ctx.root, "solutions", f"{AID}.py"), folder / f"{AID}.ipynb")
+
+
+def _huge(ctx, folder):
+    with open(folder / f"{AID}.ipynb", "wb") as f:
+        f.truncate(100 * 2**20)  # 100 MB (sparse: costs no disk)
+
+
+# Functions of the learner's own that look for the grader's data where it is not.
+SNOOP_FRAMES = '''
+import sys
+def _find(names):
+    f = sys._getframe(1)
+    while f is not None:
+        for n in names:
+            if n in f.f_locals:
+                return f.f_locals[n]
+        f = f.f_back
+    return None
+def sigmoid(z):
+    want = _find(["want", "ref"])
+    return want.sigmoid(z) if hasattr(want, "sigmoid") else want
+relu = sigmoid_grad = tanh_grad = relu_grad = softmax = log_softmax = sigmoid
+'''
+
+EVIL_OBJECTS = '''
+class Evil:
+    def __array__(self, *a, **k):
+        raise RuntimeError("no array for you")
+    def __eq__(self, other):
+        return True
+    def __float__(self):
+        return 1.0
+    def __len__(self):
+        return 10**9
+def sigmoid(z):
+    return Evil()
+def relu(z):
+    return Evil()
+'''
+
+CASES = [
+    Case("honest", transform(lambda nb: None), clean=True),
+    # -- attacks on the grader and on other processes
+    Case("kill_grader", inject("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
+         says=[("operation not permitted",)]),
+    # Self-limiting: it only fires where it cannot signal the grader (with an
+    # unfenced grader running as root, kill(-1) would take the machine down).
+    Case("kill_everyone", inject("import os, signal\ntry:\n    os.kill(os.getppid(), 0)\n"
+                                 "except PermissionError:\n    try:\n"
+                                 "        os.kill(-1, signal.SIGKILL)\n    except OSError:\n"
+                                 "        pass\nelse:\n"
+                                 "    raise SystemError('no fence: the attack was not run')\n")),
+    Case("kill_own_group", inject("import os, signal\nos.killpg(0, signal.SIGKILL)\n"),
+         says=[("process stopped",)]),
+    Case("fork_bomb", inject("import os\nwhile True:\n    os.fork()\n"),
+         says=[("processes or threads",)]),
+    Case("thread_bomb", inject("import threading, time\nwhile True:\n"
+                               "    threading.Thread(target=time.sleep, args=(60,)).start()\n"),
+         says=[("processes or threads",)]),
+    Case("many_files", inject("i = 0\nwhile True:\n    open(f'f{{i}}', 'w').close()\n    i += 1\n"),
+         says=[("working folder",)]),
+    Case("huge_file", inject("with open('big', 'wb') as f:\n    for _ in range(4096):\n"
+                             "        f.write(b'x' * 2**20)\n"),
+         says=[("working folder", "file too large")]),
+    Case("memory_bomb", inject("x = bytearray(10**11)\n"), says=[("memoryerror",)]),
+    Case("runaway", inject("while True:\n    pass\n", where="start"),
+         says=[("ran for more than",)]),
+    Case("flood", inject("while True:\n    print('x' * 10000)\n"),
+         says=[("printed more than",)]),
+    Case("recursion_bomb", inject("import sys\nsys.setrecursionlimit(10**7)\n"
+                                  "def f(n):\n    return f(n + 1)\nf(0)\n"),
+         says=[("process stopped", "recursion")]),
+    Case("network", inject("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)\n"),
+         says=[("unreachable", "permission denied")]),
+    Case("proc_snoop", inject("import os\nopen(f'/proc/{{os.getppid()}}/environ').read()\n"),
+         says=[("permission denied",)]),
+    # -- leaving the process or the request loop
+    Case("os_exit", inject("import os\nos._exit(3)\n"), says=[("exited with status 3",)]),
+    Case("sys_exit", inject("import sys\nsys.exit(1)\n"), says=[("systemexit",)]),
+    Case("keyboard_interrupt", inject("raise KeyboardInterrupt\n"),
+         says=[("keyboardinterrupt",)]),
+    Case("delete_builtins", inject("import builtins\ndel builtins.len, builtins.isinstance\n"
+                                   "len([])\n", where="start"),
+         says=[("nameerror",)]),
+    Case("shadow_worker_names", inject("def send(*a):\n    pass\ndef recv(*a):\n    pass\n"
+                                       "Encoder = Decoder = main = serve = None\n", where="start"),
+         clean=True),
+    Case("fork_and_return", inject("import os\nchild = os.fork()\n"), clean=True),
+    # -- the grader's private channel
+    Case("close_channel", inject("import os\nfor fd in range(3, 64):\n    try:\n"
+                                 "        os.close(fd)\n    except OSError:\n        pass\n"),
+         says=[("process stopped", "closed the grader")]),
+    Case("garbage_channel", inject("import os\nfor fd in range(3, 64):\n    try:\n"
+                                   "        os.write(fd, b'\\xff' * 64)\n    except OSError:\n"
+                                   "        pass\n"),
+         says=[("private channel",)]),
+    Case("forged_reply", inject("import os, json, struct\nm = json.dumps({{'ok': True, 'seq': 999}})"
+                                ".encode()\nfor fd in range(3, 64):\n    try:\n"
+                                "        os.write(fd, struct.pack('<Q', len(m)) + m)\n"
+                                "    except OSError:\n        pass\n"),
+         says=[("private channel",)]),
+    Case("stalled_frame", inject("import os, struct, time\nfor fd in range(3, 64):\n    try:\n"
+                                 "        os.write(fd, struct.pack('<Q', 100) + b'{{')\n"
+                                 "    except OSError:\n        pass\ntime.sleep(30)\n"),
+         says=[("ran for more than", "private channel")]),
+    # -- values that are not what they seem
+    Case("evil_objects", inject(EVIL_OBJECTS), score=(0.2, 0.95), says=[("evil",)]),
+    Case("enormous_array", inject("import numpy as np\ndef softmax(z):\n"
+                                  "    return np.zeros((6000, 6000))\n"),
+         score=(0.3, 0.99), says=[("too large",)]),
+    Case("deep_nesting", inject("def relu(z):\n    x = []\n    for _ in range(10**5):\n"
+                                "        x = [x]\n    return x\n"),
+         score=(0.3, 0.99), says=[("nested",)]),
+    Case("slow_function", inject("import time\n_sigmoid = sigmoid\ndef sigmoid(z):\n"
+                                 "    time.sleep(2)\n    return _sigmoid(z)\n"),
+         score=(0.3, 0.99), says=[("used up the cell's time limit",)]),
+    # -- reaching for what the grader knows
+    Case("import_solutions", inject(f"import sys\nsys.path.insert(0, {{root!r}})\n"
+                                    f"from solutions.{AID} import *\n", base="release"),
+         score=(0.0, 0.0), says=[("modulenotfounderror", "permission denied")]),
+    Case("read_instructor_files",
+         inject("import glob\nfor p in [{root!r} + '/solutions/" + AID + ".py', "
+                "{root!r} + '/source/" + AID + "/" + AID + ".md', {out!r} + '/gradebook.db']:\n"
+                "    exec(open(p).read())\n", base="release"),
+         score=(0.0, 0.0), says=[("permission denied",)]),
+    Case("write_instructor_files",
+         inject("import os\nfor p in [{root!r} + '/solutions/evil.py', "
+                "{root!r} + '/source/" + AID + "/" + AID + ".md', "
+                "{root!r} + '/exercises/" + AID + "/" + AID + ".ipynb', "
+                "{out!r} + '/grades.csv', {out!r} + '/gradebook.db', {out!r} + '/honest/x', "
+                "{root!r} + '/solutions/" + AID + ".py']:\n"
+                "    try:\n        open(p, 'a').write('x')\n    except OSError as e:\n"
+                "        last = e\nraise last\n"),
+         says=[("permission denied",)]),
+    Case("patch_numpy", inject("import numpy as np\nnp.allclose = lambda *a, **k: True\n"
+                               "np.array_equal = lambda *a, **k: True\n", base="release"),
+         score=(0.0, 0.0)),
+    Case("swallow_exceptions", inject("import sys, builtins\nsys.excepthook = lambda *a: None\n"
+                                      "class NotImplementedError(Exception):\n    pass\n"
+                                      "builtins.NotImplementedError = NotImplementedError\n",
+                                      base="release", where="start"),
+         score=(0.0, 0.0)),
+    Case("inspect_frames", inject(SNOOP_FRAMES, base="release"), score=(0.0, 0.0)),
+    Case("stderr_noise", inject("import sys\nsys.stderr.write('warning: ' * 100)\n"
+                                "_s = sigmoid\ndef sigmoid(z):\n    sys.stderr.write('!')\n"
+                                "    return _s(z)\n"), clean=True),
+    # -- tampering with the notebook
+    Case("edited_test_cells", transform(_edit_tests, base="release"), score=(0.0, 0.0)),
+    Case("renamed_grade_ids", transform(_rename_ids), says=[("not part of this assignment",)]),
+    Case("marked_as_tests", transform(_mark_as_tests), clean=True),
+    Case("deleted_answer_cell", transform(_delete_softmax), score=(0.3, 0.99),
+         says=[("missing",)]),
+    Case("duplicated_cell", transform(_duplicate_sigmoid), says=[("appears 2 times",)]),
+    Case("foreign_kernel", transform(_foreign_kernel), says=[("not python",)]),
+    Case("nbformat3", _nbformat3, clean=True),
+    Case("junk_cells", _junk_cells, score=(0, 0), says=[("not valid",)], status="unreadable"),
+    # -- files that are not (quite) notebooks
+    Case("renamed_notebook", _renamed_notebook, layout=True, says=[("was named",)]),
+    Case("empty_file", lambda ctx: b"", score=(0, 0), says=[("empty",)], status="unreadable"),
+    Case("invalid_json", lambda ctx: b'{"cells": [', score=(0, 0), says=[("not valid",)],
+         status="unreadable"),
+    Case("binary_junk", lambda ctx: bytes(range(256)) * 40, score=(0, 0),
+         says=[("not utf-8",)], status="unreadable"),
+    Case("huge_notebook", _huge, layout=True, score=(0, 0), says=[("larger than",)],
+         status="unreadable"),
+    Case("directory", _directory, layout=True, score=(0, 0), says=[("no notebook",)],
+         status="missing"),
+    Case("fifo", _fifo, layout=True, score=(0, 0), says=[("no notebook",)], status="missing"),
+    Case("symlink", _symlink, layout=True, score=(0, 0), says=[("symbolic link",)],
+         status="unreadable"),
+    Case("zz_honest", transform(lambda nb: None), clean=True),
+]

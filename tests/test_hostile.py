@@ -1,0 +1,575 @@
+"""Hostile and broken submissions: every one scored, explained, contained.
+
+The corpus (tests/hostile) is graded in ONE class through the real command
+line, beside two honest students whose results must equal their grading
+alone, in a copy of the course whose instructor files must be unchanged
+afterwards.  The sandbox's mechanisms are also tested one by one, as are
+the class-level faults (a dead pool process, a grading that never ends),
+the secrecy of hidden inputs, determinism, and the Gradescope package.
+"""
+import csv
+import hashlib
+import html
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from autograder import checks, classroom, course, grade, report
+from autograder.sandbox import Limits, Sandbox, StudentCrash, StudentError
+from tests.conftest import ROOT, filled, release
+from tests.hostile import AID, CASES, Context
+
+CORPUS_TIMEOUT = 3  # --timeout of the corpus run: runaway cells cost this much
+
+
+def tree_digest(root, folders=("solutions", "source", "exercises", "autograder")):
+    """sha256 of every file (path and bytes) under the instructor's folders."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for p in sorted((Path(root) / folder).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def copy_course(dest):
+    """A private copy of the course: the corpus attacks it, not the shared checkout."""
+    dest.mkdir(parents=True)
+    for d in ("autograder", "solutions", "source", "exercises"):
+        shutil.copytree(ROOT / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", dest)
+    return dest
+
+
+def run_cli(root, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "autograder", *map(str, args)],
+                          capture_output=True, text=True, cwd=root, timeout=timeout)
+
+
+def fence():
+    with Sandbox(Limits()) as sb:
+        return dict(sb.info)
+
+
+# ----------------------------------------------------------------------------
+# The corpus, in one class, through the command line
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    info = fence()
+    own_uid = info["isolation"].endswith("uid")
+    if not info["scoped"] and not own_uid:
+        pytest.fail(f"this machine cannot stop a student from signalling the grader ({info}); "
+                    "refusing to run the corpus (it sends SIGKILL to every process it may)")
+    if os.geteuid() == 0 and not own_uid:
+        pytest.fail(f"as root without a uid of its own a sandbox has no process limit ({info}); "
+                    "refusing to run the corpus's fork bomb")
+    base = tmp_path_factory.mktemp("hostile")
+    root = copy_course(base / "course")
+    sub, out = base / "submitted", base / "out"
+    ctx = Context(release(AID), filled(AID), root, out)
+    for case in CASES:
+        folder = sub / case.name / AID
+        folder.mkdir(parents=True)
+        if case.layout:
+            case.build(ctx, folder)
+        else:
+            (folder / f"{AID}.ipynb").write_bytes(case.build(ctx))
+    before = tree_digest(root)
+    t = time.monotonic()
+    proc = run_cli(root, "grade", sub, "--out", out, "--jobs", 2,
+                   "--timeout", CORPUS_TIMEOUT, "--quiet")
+    seconds = time.monotonic() - t
+    print(f"corpus of {len(CASES)} submissions graded in {seconds:.1f} s")
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))} \
+        if (out / "grades.csv").exists() else {}
+    return {"proc": proc, "out": out, "root": root, "rows": rows,
+            "before": before, "after": tree_digest(root)}
+
+
+def test_the_grader_survives_the_corpus(corpus):
+    proc = corpus["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(corpus["rows"]) == {c.name for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_each_case_is_scored_and_explained(corpus, case):
+    row = corpus["rows"][case.name]
+    assert row["status"] == case.status, row
+    max_score = course.load(AID).max_score
+    assert float(row["max_score"]) == max_score  # nothing in a notebook changes the maximum
+    lo, hi = case.score
+    assert lo * max_score - 1e-6 <= float(row["score"]) <= hi * max_score + 1e-6, row
+    folder = corpus["out"] / case.name / AID
+    feedback = html.unescape((folder / "feedback.html").read_text()).lower()
+    for alternatives in case.says:
+        assert any(a in feedback for a in alternatives), (alternatives, feedback[-3000:])
+    if case.clean:
+        assert "what happened while running" not in feedback, feedback[-3000:]
+        assert "errors in your cells" not in feedback, feedback[-3000:]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["score"] == pytest.approx(float(row["score"]), abs=1e-3)
+
+
+def test_honest_students_are_unaffected(corpus):
+    """Their results equal a grading of the same notebook on its own."""
+    alone = report.gradescope_results(grade.grade_notebook(
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0))
+    for name in ("honest", "zz_honest"):
+        got = json.loads((corpus["out"] / name / AID / "results.json").read_text())
+        assert got == json.loads(json.dumps(alone)), name
+        assert float(corpus["rows"][name]["score"]) == course.load(AID).max_score
+
+
+def test_instructor_files_are_unchanged(corpus):
+    assert corpus["before"] == corpus["after"]
+    assert not (corpus["root"] / "solutions" / "evil.py").exists()
+
+
+def test_gradebook_holds_exactly_the_grades(corpus):
+    """Attempts to write the gradebook or grades.csv changed nothing there."""
+    from nbgrader.api import Gradebook
+    rows = corpus["rows"]
+    with Gradebook(f"sqlite:///{corpus['out'] / 'gradebook.db'}") as gb:
+        assert {s.id for s in gb.students} == set(rows)
+        for name, r in rows.items():
+            sub = gb.find_submission(AID, name)
+            assert sub.score == pytest.approx(float(r["score"]), abs=1e-3), name
+
+
+def test_feedback_never_shows_hidden_checks(corpus):
+    hidden_names, visible_names = set(), set()
+    for path in corpus["out"].glob(f"*/{AID}/results.json"):
+        for t in json.loads(path.read_text())["tests"]:
+            (hidden_names if t["visibility"] == "hidden" else visible_names).add(t["name"])
+    assert hidden_names
+    for path in corpus["out"].glob(f"*/{AID}/feedback.html"):
+        text = html.unescape(path.read_text())
+        for name in hidden_names - visible_names:
+            assert name not in text, (path, name)
+        assert "grading_rng" not in text and "BEGIN HIDDEN" not in text
+
+
+# ----------------------------------------------------------------------------
+# The sandbox's mechanisms, one by one
+
+
+@pytest.fixture
+def sb():
+    with Sandbox(Limits(cell_timeout=5, memory_mb=1024)) as s:
+        yield s
+
+
+@pytest.mark.parametrize("isolation", ["auto", "basic"])
+def test_cannot_signal_the_grader(isolation):
+    """With the uid switch and, even without it, with Landlock's signal scope."""
+    with Sandbox(Limits(cell_timeout=5, isolation=isolation)) as s:
+        if isolation == "basic" and not s.info["scoped"]:
+            pytest.fail("Landlock ABI >= 6 (signal scoping) is needed on this kernel")
+        with pytest.raises(StudentError, match="PermissionError|Operation not permitted"):
+            s.exec("import os\nos.kill(os.getppid(), 0)", "<cell>")
+
+
+def test_process_and_thread_counts_are_bounded(sb):
+    with pytest.raises((StudentError, StudentCrash)):
+        sb.exec("import os\nkids = []\nfor _ in range(500):\n    pid = os.fork()\n"
+                "    if pid == 0:\n        import time\n        time.sleep(60)\n"
+                "    kids.append(pid)\n", "<cell>")
+    assert any("processes or threads" in e for e in sb.events)
+    with pytest.raises(StudentError, match="can't start new thread"):
+        sb.exec("import threading, time\nfor _ in range(500):\n"
+                "    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n",
+                "<cell>")
+
+
+def test_disk_is_bounded_with_a_tmpfs(sb):
+    if not sb.info["tmpfs"]:
+        pytest.skip("no private tmpfs here (the watcher is tested below)")
+    with pytest.raises(StudentError, match="No space left"):
+        sb.exec("i = 0\nwhile True:\n    open(f'f{i}', 'w').close()\n    i += 1\n", "<cell>")
+    assert any("working folder" in e for e in sb.events)
+    assert os.listdir(sb.scratch) == []  # the grader's disk never saw them
+
+
+def test_disk_is_bounded_by_the_watcher_in_basic_mode():
+    with Sandbox(Limits(cell_timeout=20, isolation="basic", max_files=300)) as s:
+        with pytest.raises(StudentCrash):
+            s.exec("import time\ni = 0\nwhile True:\n    open(f'f{i}', 'w').close()\n"
+                   "    i += 1\n    time.sleep(0.001)\n", "<cell>")
+        assert any("working folder" in e for e in s.events)
+
+
+def test_no_network_and_no_proc(sb):
+    with pytest.raises(StudentError, match="unreachable|Permission denied"):
+        sb.exec("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "s.sendto(b'x', ('127.0.0.1', 9))", "<cell>")
+    with pytest.raises(StudentError, match="Permission denied"):
+        sb.exec("open('/proc/1/cmdline').read()", "<cell>")
+
+
+def test_cannot_import_the_course_even_on_its_path(sb):
+    with pytest.raises(StudentError, match="ModuleNotFoundError|PermissionError"):
+        sb.exec(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport solutions.{AID}", "<cell>")
+
+
+@pytest.mark.parametrize("attack, says", ids=["close", "garbage", "stall", "huge-header"], argvalues=[
+    ("import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n"
+     "    except OSError:\n        pass\n", "channel|process stopped"),
+    ("import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'garbage' * 9)\n"
+     "    except OSError:\n        pass\n", "channel"),
+    ("import os, struct, time\nfor fd in range(3, 64):\n    try:\n"
+     "        os.write(fd, struct.pack('<Q', 50) + b'{')\n    except OSError:\n        pass\n"
+     "time.sleep(60)\n", "timed out"),
+    ("import os, struct\nfor fd in range(3, 64):\n    try:\n"
+     "        os.write(fd, struct.pack('<Q', 2**40))\n    except OSError:\n        pass\n", "channel"),
+])
+def test_channel_attacks_end_in_a_crash_not_a_hang(attack, says):
+    with Sandbox(Limits(cell_timeout=2)) as s:
+        with pytest.raises(StudentCrash, match=says):
+            s.exec(attack, "<cell>")
+        assert not s.alive
+
+
+def test_a_forked_child_never_answers_for_the_worker(sb):
+    sb.exec("import os\nchild = os.fork()\ndef f(x):\n    return x + 1\n", "<cell>")
+    for i in range(20):
+        assert sb.call("f", [i], {}) == i + 1
+
+
+def test_values_that_cannot_cross_are_errors_of_the_student(sb):
+    sb.exec("import numpy as np\n"
+            "class Evil:\n    def __array__(self, *a, **k):\n        raise RuntimeError\n"
+            "    def __eq__(self, o):\n        return True\n"
+            "def evil():\n    return Evil()\n"
+            "def huge():\n    return np.zeros((5000, 5000))\n"
+            "def deep():\n    x = []\n    for _ in range(10**4):\n        x = [x]\n    return x\n"
+            "def objects():\n    return np.array([1, 'a'], dtype=object)\n"
+            "def big_int():\n    return 10**100\n", "<cell>")
+    got = sb.call("evil", [], {})
+    assert type(got).__name__ == "Evil" and not np.asarray(got, dtype=object).shape
+    with pytest.raises(StudentError, match="too large"):
+        sb.call("huge", [], {})
+    with pytest.raises(StudentError, match="nested"):
+        sb.call("deep", [], {})
+    with pytest.raises(StudentError, match="dtype"):
+        sb.call("objects", [], {})
+    assert sb.call("big_int", [], {}) == 10**100  # exact integers cross (grid_cell_count)
+
+
+def test_handles_of_a_dead_process_are_refused():
+    with Sandbox(Limits(cell_timeout=5)) as a, Sandbox(Limits(cell_timeout=5)) as b:
+        for s in (a, b):
+            s.exec("class Box:\n    pass\ndef make():\n    return Box()\n"
+                   "def take(x):\n    return type(x).__name__\n", "<cell>")
+        box = a.call("make", [], {})
+        assert a.call("take", [box], {}) == "Box"
+        with pytest.raises(StudentError, match="earlier run"):
+            b.call("take", [box], {})
+
+
+def test_malicious_array_headers_are_refused():
+    from autograder import wire
+    for bad in ({"__nd__": "", "dtype": "<f8", "shape": [10**12], "id": 0},
+                {"__nd__": "AAAAAAAAAAA=", "dtype": "O", "shape": [1], "id": 0},
+                {"__nd__": "AAAAAAAAAAA=", "dtype": "V8", "shape": [1], "id": 0},
+                {"__nd__": "AAAAAAAAAAA=", "dtype": "f8,i4", "shape": [1], "id": 0}):
+        with pytest.raises((TypeError, ValueError)):
+            wire.Decoder()(bad)
+
+
+# ----------------------------------------------------------------------------
+# Hidden inputs never reach what the learner reads
+
+LEAK = '''
+import numpy as _np
+_seen = []
+def _spy(fn):
+    def wrapper(*args, **kwargs):
+        for a in args:
+            if isinstance(a, _np.ndarray) and a.dtype.kind == "f":
+                _seen.extend(float(v) for v in a.ravel()[:6])
+        if fn.__name__ == "softmax" and len(_seen) > 0:
+            raise ValueError("LEAK " + " ".join(repr(v) for v in _seen[-150:]))
+        return fn(*args, **kwargs)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+for _name in ["sigmoid", "relu", "sigmoid_grad", "tanh_grad", "relu_grad",
+              "dense_forward", "dense_backward", "softmax"]:
+    globals()[_name] = _spy(globals()[_name])
+'''
+
+
+def _inputs_seen(monkeypatch, nb, seed):
+    """Float values passed to the student's functions, by visible/hidden check."""
+    seen = {True: set(), False: set()}
+    original = Sandbox.call
+
+    def spy(self, name, args, kwargs, **kw):
+        for a in list(args) + list(kwargs.values()):
+            if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+                seen[bool(checks._hidden)].update(repr(float(v)) for v in a.ravel())
+        return original(self, name, args, kwargs, **kw)
+
+    monkeypatch.setattr(Sandbox, "call", spy)
+    grade.grade_notebook(course.load(AID), nb, seed=seed)
+    monkeypatch.undo()
+    return seen
+
+
+def _learner_text(result):
+    r = report.gradescope_results(result)
+    visible = [t for t in r["tests"] if t["visibility"] == "visible"]
+    return (html.unescape(report.feedback_html("s", AID, result)) + r["output"]
+            + json.dumps(visible))
+
+
+def test_hidden_inputs_cannot_be_smuggled_into_feedback(monkeypatch):
+    seen = _inputs_seen(monkeypatch, filled(AID), seed=0)
+    # Values only hidden checks pass, with enough digits not to occur by chance.
+    secret = {v for v in seen[True] - seen[False] if len(v.lstrip("-")) >= 12}
+    assert len(secret) > 20
+    nb = filled(AID)
+    nb.cells.append(nbformat.v4.new_code_cell(LEAK))
+    a = course.load(AID)
+    split = grade.grade_notebook(a, nb, seed=0)
+    text = _learner_text(split)
+    assert "LEAK" in text  # the smuggling channel works for what it may see ...
+    assert not [v for v in secret if v in text]  # ... and carries no hidden input
+    # Without the second process the same notebook leaks them: the test can fail.
+    shared = grade.grade_notebook(a, nb, seed=0, split_hidden=False)
+    assert [v for v in secret if v in _learner_text(shared)]
+
+
+# ----------------------------------------------------------------------------
+# Determinism
+
+
+RANDOM_STUDENT = '''
+import random
+import numpy as np
+def _coin(fn):
+    # right or wrong at random: only a seeded grader grades it the same twice
+    def f(z):
+        u = np.random.default_rng().random() + random.random() + np.random.rand()
+        return fn(z) if u % 1 < 0.5 else -fn(z)
+    return f
+sigmoid, relu, softmax, tanh_grad = _coin(sigmoid), _coin(relu), _coin(softmax), _coin(tanh_grad)
+'''
+
+
+def test_same_seed_same_grades_twice(tmp_path):
+    from autograder import demo
+    sub = tmp_path / "submitted"
+    nbs = {"full": filled(AID), "stub": release(AID),
+           "buggy": demo._introduce(filled(AID), demo.BUGS[AID]),
+           "random": filled(AID)}
+    nbs["random"].cells.append(nbformat.v4.new_code_cell(RANDOM_STUDENT))
+    for name, nb in nbs.items():
+        (sub / name / AID).mkdir(parents=True)
+        nbformat.write(nb, sub / name / AID / f"{AID}.ipynb")
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--seed", 5, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        outs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                     if p.suffix in (".csv", ".json", ".html") and p.name != "grading.json"})
+    assert outs[0] == outs[1]
+    rows = list(csv.DictReader(open(tmp_path / "a" / "grades.csv")))
+    assert all(r["seed"] == "5" for r in rows)
+    by = {r["student_id"]: float(r["score"]) for r in rows}
+    assert 0 < by["random"] < by["full"]
+
+
+KEY = '''
+def _key(v):
+    import numpy as _np
+    if isinstance(v, _np.ndarray):
+        return ("a", v.shape, v.dtype.str, v.tobytes())
+    if isinstance(v, dict):
+        return ("d",) + tuple((k, _key(x)) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ("l",) + tuple(_key(x) for x in v)
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return ("v", repr(v))
+    return ("?",)
+'''
+
+
+def test_a_hard_coded_answer_for_one_seed_fails_for_another(monkeypatch):
+    """Record every answer the reference gives at seed 0, submit the table."""
+    ns = {}
+    exec(KEY, ns)
+    table = {}
+    original = Sandbox.call
+
+    def record(self, name, args, kwargs, **kw):
+        key = ns["_key"]((name, list(args), dict(kwargs)))
+        result = original(self, name, args, kwargs, **kw)
+        table[key] = result
+        return result
+
+    a = course.load(AID)
+    monkeypatch.setattr(Sandbox, "call", record)
+    grade.grade_notebook(a, filled(AID), seed=0)
+    monkeypatch.undo()
+    blob = pickle.dumps(table).hex()
+    code = KEY + (f"import pickle\n_table = pickle.loads(bytes.fromhex({blob!r}))\n"
+                  "def _answer(name):\n"
+                  "    def f(*args, **kwargs):\n"
+                  "        return _table.get(_key((name, list(args), dict(kwargs))))\n"
+                  "    return f\n"
+                  f"for _name in {a.functions!r}:\n"
+                  "    globals()[_name] = _answer(_name)\n")
+    nb = release(AID)
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+
+    def hidden_passed(seed):
+        r = grade.grade_notebook(a, nb, seed=seed)
+        return sum(t["score"] >= t["max_score"] for t in r["tests"] if t["visibility"] == "hidden")
+
+    n_hidden = sum(t["visibility"] == "hidden"
+                   for t in grade.grade_notebook(a, filled(AID), seed=0)["tests"])
+    at_0, at_1 = hidden_passed(0), hidden_passed(1)
+    assert at_0 >= 0.75 * n_hidden  # the table answers what seed 0 asks ...
+    assert at_1 <= 0.1 * n_hidden   # ... and almost nothing seed 1 asks
+
+
+# ----------------------------------------------------------------------------
+# Faults of the class grading itself
+
+
+def crashing_grade_one(job):
+    """Grades like the grader, but the process grading 'crasher' dies."""
+    if job[0] == "crasher":
+        os._exit(9)
+    return classroom._grade_one(job)
+
+
+def hanging_grade_one(job):
+    if job[0] == "hanger":
+        time.sleep(3600)
+    return classroom._grade_one(job)
+
+
+def _class(tmp_path, names):
+    sub = tmp_path / "submitted"
+    for name in names:
+        (sub / name / AID).mkdir(parents=True)
+        nbformat.write(filled(AID), sub / name / AID / f"{AID}.ipynb")
+    return sub
+
+
+def test_a_dead_pool_process_costs_one_row_not_the_class(tmp_path):
+    names = ["amy", "bob", "crasher", "dan", "eve"]
+    rows = classroom.grade_class(_class(tmp_path, names), tmp_path / "out", jobs=2,
+                                 limits=Limits(cell_timeout=5), progress=False,
+                                 grade_one=crashing_grade_one)
+    by = {r["student_id"]: r for r in rows}
+    assert set(by) == set(names)
+    assert by["crasher"]["status"] == "crashed" and by["crasher"]["score"] == 0.0
+    assert "stopped the grader's own process" in by["crasher"]["message"]
+    for n in set(names) - {"crasher"}:
+        assert by[n]["status"] == "graded" and by[n]["score"] == course.load(AID).max_score
+    assert (tmp_path / "out" / "crasher" / AID / "feedback.html").exists()
+
+
+def test_a_grading_that_never_ends_is_abandoned(tmp_path):
+    names = ["amy", "hanger", "zoe"]
+    work = [(n, AID, _class(tmp_path, [n]) / n / AID / f"{AID}.ipynb", None,
+             Limits(cell_timeout=5), 0) for n in names]
+    results = classroom.run_pool(work, 2, hanging_grade_one, limit=4.0)
+    by = {r[0]: r for r in results}
+    assert by["hanger"][2] == "crashed" and "did not finish" in by["hanger"][3]["notes"][-1]
+    assert by["amy"][2] == by["zoe"][2] == "graded"
+
+
+# ----------------------------------------------------------------------------
+# Spreadsheets and Gradescope
+
+
+def test_grades_csv_imports_into_a_spreadsheet(corpus):
+    raw = (corpus["out"] / "grades.csv").read_bytes()
+    assert not raw.startswith(b"\xef\xbb\xbf")  # no BOM
+    text = raw.decode("utf-8")
+    rows = list(csv.reader(text.splitlines()))
+    header = rows[0]
+    assert header[:4] == ["student_id", "assignment", "score", "max_score"]
+    assert len(rows) == len(CASES) + 1 and all(len(r) == len(header) for r in rows)
+    for r in rows[1:]:
+        float(r[2]), float(r[3])
+        assert not any(field[:1] in "=+-@" and field for field in r[4:]), r
+
+
+def test_csv_fields_that_look_like_formulas_are_quoted_as_text():
+    assert report._cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert report._cell("line\nbreak") == "line break"
+    assert report._cell(3.5) == 3.5
+
+
+def test_gradescope_package_grades_a_submission(tmp_path):
+    zpath = tmp_path / "autograder.zip"
+    proc = run_cli(ROOT, "gradescope", zpath, "--timeout", 5)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(zpath) as z:
+        names = set(z.namelist())
+        assert {"setup.sh", "run_autograder", "requirements.txt", "constraints.txt",
+                "pyproject.toml", "gradescope.json"} <= names
+        for folder in ("autograder/", "solutions/", "source/"):
+            assert any(n.startswith(folder) for n in names), folder
+        assert not any("__pycache__" in n or n.startswith(("exercises/", "tests/"))
+                       for n in names)
+        mode = z.getinfo("run_autograder").external_attr >> 16
+        assert mode & 0o111
+        z.extractall(tmp_path / "source")
+    for script in ("setup.sh", "run_autograder"):
+        assert subprocess.run(["bash", "-n", str(tmp_path / "source" / script)]).returncode == 0
+    setup = (tmp_path / "source" / "setup.sh").read_text()
+    assert "python3.11" in setup and "-r requirements.txt" in setup and "constraints.txt" in setup
+    buggy = grade.grade_notebook(course.load(AID), _buggy(), seed=0)
+    for name, nb, want in [("full", filled(AID), course.load(AID).max_score),
+                           ("buggy", _buggy(), buggy["score"])]:
+        root = tmp_path / name
+        (root / "submission" / "nested").mkdir(parents=True)
+        (root / "results").mkdir()
+        # Gradescope renames nothing; the learner may have: find it by its cells.
+        nbformat.write(nb, root / "submission" / "nested" / "my upload.ipynb")
+        env = dict(os.environ, AUTOGRADER_ROOT=str(root),
+                   AUTOGRADER_SOURCE=str(tmp_path / "source"), AUTOGRADER_PYTHON=sys.executable)
+        run = subprocess.run(["bash", str(tmp_path / "source" / "run_autograder")], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        r = json.loads((root / "results" / "results.json").read_text())
+        assert r["score"] == pytest.approx(want, abs=1e-3)
+        assert r["max_score"] == course.load(AID).max_score
+        assert {t["visibility"] for t in r["tests"]} == {"visible", "hidden"}
+        for t in r["tests"]:
+            assert set(t) >= {"name", "score", "max_score", "output", "visibility"}
+        assert r["stdout_visibility"] == "hidden"
+    # No notebook at all: a result that says so, not a crash.
+    root = tmp_path / "empty"
+    (root / "submission").mkdir(parents=True)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_SOURCE=str(tmp_path / "source"),
+               AUTOGRADER_PYTHON=sys.executable)
+    run = subprocess.run(["bash", str(tmp_path / "source" / "run_autograder")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    r = json.loads((root / "results" / "results.json").read_text())
+    assert r["score"] == 0 and ".ipynb" in r["output"]
+
+
+def _buggy():
+    from autograder import demo
+    return demo._introduce(filled(AID), demo.BUGS[AID][:1])
