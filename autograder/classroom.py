@@ -166,6 +166,7 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_done=None):
                 pool = ProcessPoolExecutor(max_workers=jobs, initializer=become_subreaper)
     finally:
         _kill_pool(pool)
+        reap_orphans()  # interrupted (Ctrl-C): no sandbox outlives the grader
     return [results[i] for i in range(len(work))]
 
 

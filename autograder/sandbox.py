@@ -261,7 +261,11 @@ class Sandbox:
         return self
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc):
         self.close()
@@ -273,7 +277,11 @@ class Sandbox:
             if self.slot is not None:
                 self.slot.release()
                 self.slot = None
-            self.proc.stdout.close()
+            # Everything it started is dead, so the output pipe is at its end;
+            # if something escaped and holds it, leave the fd rather than hang.
+            self._drain.join(timeout=2)
+            if not self._drain.is_alive():
+                self.proc.stdout.close()
             for fd in (self.rfd, self.wfd):
                 try:
                     os.close(fd)
@@ -302,11 +310,11 @@ class Sandbox:
     def _read_output(self):
         cap = self.limits.output_kb * 1024
         flood = self.limits.flood_mb * 2**20
-        stream = self.proc.stdout
+        fd = self.proc.stdout.fileno()  # raw reads: close() never waits on this thread
         while True:
             try:
-                chunk = stream.read1(65536)
-            except (OSError, ValueError):
+                chunk = os.read(fd, 65536)
+            except OSError:
                 return
             if not chunk:
                 return

@@ -24,7 +24,9 @@ Before the first line of student code the worker fences itself in
 2. Resource limits: address space, CPU time, file size, no core files,
    processes and threads (``RLIMIT_NPROC``; without the uid switch it is
    the user's current count plus the allowance, so it bounds this sandbox
-   without touching the grader).
+   without touching the grader).  A sandbox that stays root (no uid could
+   be used) drops every capability instead; the kernel does not apply
+   ``RLIMIT_NPROC`` to root, so only the uid switch bounds its processes.
 3. Landlock (Linux >= 5.13): read only the Python installation, write only
    the scratch folder; TCP denied (ABI >= 4); device ioctls denied
    (ABI >= 5); signals and abstract unix sockets scoped to the sandbox
@@ -32,9 +34,10 @@ Before the first line of student code the worker fences itself in
 
 It then answers two requests on a private pipe: run a cell, or call a
 function the cells defined.  Builtins a cell deletes or replaces are put
-back after each request (the loop itself needs them).  The checks that decide the score run in the
-grader, never here.  A process the student forks that returns into the
-request loop exits at once instead of answering.
+back after each request (the loop itself needs them).  The checks that
+decide the score run in the grader, never here.  A process the student
+forks that returns into the request loop exits at once instead of
+answering.
 """
 import builtins
 import os
@@ -73,17 +76,50 @@ def confine(limits):
     if not info["isolation"].endswith("uid"):
         # Same user as the grader: allow this many on top of what runs already.
         tasks += count_tasks(os.getuid())
-    resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
-    mem = limits["memory_bytes"]
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    cpu = limits["cpu_seconds"]
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    if os.geteuid() == 0:
+        drop_capabilities()  # still root (no uid to switch to): root without its powers
+
+    def lower(which, soft, hard=None):
+        """Set a limit, never above the hard limit the grader already has."""
+        _, cur = resource.getrlimit(which)
+        hard = soft if hard is None else hard
+        if cur != resource.RLIM_INFINITY:
+            soft, hard = min(soft, cur), min(hard, cur)
+        resource.setrlimit(which, (soft, hard))
+
+    lower(resource.RLIMIT_NPROC, tasks)
+    lower(resource.RLIMIT_AS, limits["memory_bytes"])
+    lower(resource.RLIMIT_FSIZE, limits["file_bytes"])
+    lower(resource.RLIMIT_CORE, 0)
+    lower(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 5)
+    lower(resource.RLIMIT_NOFILE, 256)
     abi, scoped = landlock(readable=limits["readable"], writable=limits["writable"])
     info.update(landlock=abi, scoped=scoped)
     return info
+
+
+def drop_capabilities():
+    """Empty every capability set, so a sandbox left running as root cannot
+    load kernel modules, reboot, change the clock, mount, or bypass file
+    permissions; Landlock fences the rest."""
+    import ctypes
+    import platform
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_CAPBSET_DROP = 24
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails harmlessly past the last cap
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    capset = {"x86_64": 126, "aarch64": 91}.get(platform.machine())
+    if capset is not None:
+        data = (Data * 2)()
+        libc.syscall(capset, ctypes.byref(Header(0x20080522, 0)), data)
 
 
 def count_tasks(uid):

@@ -78,7 +78,7 @@ def corpus(tmp_path_factory):
     base = tmp_path_factory.mktemp("hostile")
     root = copy_course(base / "course")
     sub, out = base / "submitted", base / "out"
-    ctx = Context(release(AID), filled(AID), root, out)
+    ctx = Context(release(AID), filled(AID), root, out, ROOT)
     for case in CASES:
         folder = sub / case.name / AID
         folder.mkdir(parents=True)
@@ -136,6 +136,7 @@ def test_honest_students_are_unaffected(corpus):
 def test_instructor_files_are_unchanged(corpus):
     assert corpus["before"] == corpus["after"]
     assert not (corpus["root"] / "solutions" / "evil.py").exists()
+    assert not (ROOT / "solutions" / "evil.py").exists()
 
 
 def test_gradebook_holds_exactly_the_grades(corpus):
@@ -180,6 +181,16 @@ def test_cannot_signal_the_grader(isolation):
             pytest.fail("Landlock ABI >= 6 (signal scoping) is needed on this kernel")
         with pytest.raises(StudentError, match="PermissionError|Operation not permitted"):
             s.exec("import os\nos.kill(os.getppid(), 0)", "<cell>")
+
+
+def test_a_sandbox_left_as_root_has_no_capabilities():
+    if os.geteuid() != 0:
+        pytest.skip("only a grader running as root can leave a sandbox root")
+    with Sandbox(Limits(cell_timeout=5, isolation="basic")) as s:
+        s.exec("import os\nassert os.geteuid() == 0", "<cell>")
+        # Harmless if it worked (it would only change the sandbox's own uid).
+        with pytest.raises(StudentError, match="PermissionError"):
+            s.exec("import os\nos.setuid(12345)", "<cell>")
 
 
 def test_process_and_thread_counts_are_bounded(sb):

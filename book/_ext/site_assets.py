@@ -109,6 +109,7 @@ def vendor(app=None, config=None):
         # build beside the target and swap, so no build ever sees half a copy
         TARGET.parent.mkdir(parents=True, exist_ok=True)
         fresh = Path(tempfile.mkdtemp(prefix=".vendor-", dir=TARGET.parent))
+        fresh.chmod(0o755)   # mkdtemp's 0700 would outlive the rename
         try:
             _copy_into(fresh)
             (fresh / ".stamp").write_text(want)

@@ -38,8 +38,9 @@ class Case:
 class Context:
     """What the builders use: the learner notebooks and the paths attacked."""
 
-    def __init__(self, release, filled, root, out):
+    def __init__(self, release, filled, root, out, checkout):
         self.release, self.filled, self.root, self.out = release, filled, str(root), str(out)
+        self.checkout = str(checkout)  # the shared checkout: attacked too, never changed
 
 
 def _copy(nb):
@@ -65,7 +66,7 @@ def inject(code, base="filled", where="end"):
     """
     def build(ctx):
         nb = _copy(ctx.filled if base == "filled" else ctx.release)
-        src = textwrap.dedent(code).format(root=ctx.root, out=ctx.out)
+        src = textwrap.dedent(code).format(root=ctx.root, out=ctx.out, checkout=ctx.checkout)
         cell = nbformat.v4.new_code_cell(src)
         if where == "end":
             nb.cells.append(cell)
@@ -274,6 +275,7 @@ CASES = [
                 "{root!r} + '/source/" + AID + "/" + AID + ".md', "
                 "{root!r} + '/exercises/" + AID + "/" + AID + ".ipynb', "
                 "{out!r} + '/grades.csv', {out!r} + '/gradebook.db', {out!r} + '/honest/x', "
+                "{checkout!r} + '/solutions/evil.py', "
                 "{root!r} + '/solutions/" + AID + ".py']:\n"
                 "    try:\n        open(p, 'a').write('x')\n    except OSError as e:\n"
                 "        last = e\nraise last\n"),

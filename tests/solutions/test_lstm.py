@@ -21,6 +21,7 @@ import pytest
 
 from solutions import lstm as L
 from solutions.dcl_backprop import numerical_gradient, relative_error
+from tests.solutions.helpers import assert_same
 
 # Any overflow / invalid-value warning is a numerical-stability bug.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -58,20 +59,6 @@ def make_gru(seed=0, scale=0.5):
     x_t = rng.standard_normal((N, D))
     h_prev = 0.5 * rng.standard_normal((N, H))
     return params, x_t, h_prev
-
-
-def assert_same(a, b):
-    """Deep equality for arrays, dicts, tuples and lists (unchanged inputs)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert_same(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for u, v in zip(a, b):
-            assert_same(u, v)
-    else:
-        np.testing.assert_array_equal(a, b)
 
 
 def logistic(v):

@@ -17,6 +17,7 @@ import pytest
 
 from solutions import rnn_bptt as R
 from solutions.dcl_backprop import numerical_gradient, relative_error, softmax_cross_entropy
+from tests.solutions.helpers import assert_same
 
 # Any overflow / invalid-value warning is a numerical-stability bug.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -44,20 +45,6 @@ def make_problem(seed=0, T=T, N=N, scale=0.5):
 
 def snapshot(obj):
     return copy.deepcopy(obj)
-
-
-def assert_same(a, b):
-    """Deep equality for arrays, dicts, tuples and lists (unchanged inputs)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert_same(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for u, v in zip(a, b):
-            assert_same(u, v)
-    else:
-        np.testing.assert_array_equal(a, b)
 
 
 # ----------------------------------------------------------------------------
