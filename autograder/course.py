@@ -12,8 +12,10 @@ with tags:
 ``given``   first line ``# given: module.name ...``; a read-only cell with
             the source of helper functions learners may use.
 ``checks``  replaced by the check helpers of ``autograder/checks.py``.
-``tests``   an nbgrader test cell; metadata ``grade_id`` and ``points``;
-            may hold ``### BEGIN/END HIDDEN TESTS`` blocks.
+``tests``   an nbgrader test cell; metadata ``grade_id`` and ``points``
+            (and ``extra_credit: true`` for an optional part whose points
+            come on top of the maximum); may hold ``### BEGIN/END HIDDEN
+            TESTS`` blocks.
 ``demo``    read-only, not run by the grader (experiments, plots).
 ``free``    an ungraded cell the learner may edit.
 Untagged code cells are read-only set-up the grader runs (imports, data).
@@ -70,6 +72,7 @@ class Cell:
     grade_id: str = ""
     source: str = ""
     points: float = 0.0
+    extra_credit: bool = False   # tests cells: points on top of the maximum
     functions: list = field(default_factory=list)  # answer cells: what they define
 
 
@@ -88,7 +91,12 @@ class Assignment:
 
     @property
     def max_score(self):
-        return float(sum(c.points for c in self.tests))
+        """Points of the required test cells (extra credit comes on top)."""
+        return float(sum(c.points for c in self.tests if not c.extra_credit))
+
+    @property
+    def extra_credit(self):
+        return float(sum(c.points for c in self.tests if c.extra_credit))
 
     def reference(self):
         return importlib.import_module(f"solutions.{self.id}")
@@ -138,7 +146,8 @@ def load(assignment_id):
             gid = c.metadata.get("grade_id")
             if not gid or "points" not in c.metadata:
                 raise ValueError(f"{path}: a tests cell needs grade_id and points")
-            cells.append(Cell("tests", gid, c.source, float(c.metadata["points"])))
+            cells.append(Cell("tests", gid, c.source, float(c.metadata["points"]),
+                              extra_credit=bool(c.metadata.get("extra_credit", False))))
             continue
         cells.append(Cell(kind, f"{kind}_{i}", c.source))
     ids = [c.grade_id for c in cells if c.grade_id]

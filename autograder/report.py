@@ -97,8 +97,11 @@ def record_in_gradebook(db_url, assignments, graded):
             gb.update_or_create_assignment(a.id)
             gb.update_or_create_notebook(a.id, a.id)
             for c in a.tests:
+                # An extra-credit cell adds nothing to the maximum; its points
+                # go to the grade's extra_credit, as nbgrader keeps them.
                 gb.update_or_create_grade_cell(c.grade_id, a.id, a.id,
-                                               max_score=c.points, cell_type="code")
+                                               max_score=0.0 if c.extra_credit else c.points,
+                                               cell_type="code")
         for student, aid, result in graded:
             if aid not in assignments:
                 continue
@@ -107,9 +110,13 @@ def record_in_gradebook(db_url, assignments, graded):
             per_cell = {c.grade_id: 0.0 for c in assignments[aid].tests}
             for t in result.get("tests", []):
                 per_cell[t["cell"]] = per_cell.get(t["cell"], 0.0) + t["score"]
+            extra = {c.grade_id for c in assignments[aid].tests if c.extra_credit}
             for gid, score in per_cell.items():
                 grade = gb.find_grade(gid, aid, aid, student)
-                grade.auto_score = round(score, 4)
+                if gid in extra:
+                    grade.auto_score, grade.extra_credit = 0.0, round(score, 4)
+                else:
+                    grade.auto_score = round(score, 4)
                 grade.needs_manual_grade = False
             gb.db.commit()
 

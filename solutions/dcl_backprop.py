@@ -24,7 +24,10 @@ def sigmoid(z):
     """
     z = np.asarray(z, dtype=np.float64)
     e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    s = np.asarray(1.0 / (1.0 + e))  # sigmoid(|z|)
+    # For z < 0: e^z / (1 + e^z) = e * sigmoid(|z|), accurate far into the tail.
+    np.copyto(s, e * s, where=z < 0)
+    return s
 
 
 def relu(z):

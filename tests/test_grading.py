@@ -17,7 +17,7 @@ def test_reference_gets_full_marks(aid, seed):
     a = course.load(aid)
     r = grade.grade_notebook(a, filled(aid), seed=seed)
     lost = [(t["name"], t["output"]) for t in r["tests"] if t["score"] < t["max_score"]]
-    assert not lost and r["score"] == a.max_score, lost
+    assert not lost and r["score"] == a.max_score + a.extra_credit, lost
     assert not r["cell_errors"], r["cell_errors"]
 
 
@@ -36,7 +36,7 @@ def test_each_plausible_bug_loses_points_with_a_named_check(aid):
         nb = demo._introduce(filled(aid), [bug])
         r = grade.grade_notebook(a, nb)
         failed = [t for t in r["tests"] if t["score"] < t["max_score"]]
-        assert r["score"] < a.max_score, bug
+        assert r["score"] < a.max_score + a.extra_credit, bug
         assert any(t["visibility"] == "visible" for t in failed), \
             f"no visible check names the bug {bug}"
 
@@ -82,6 +82,8 @@ def test_cli_grades_the_demo_class(graded_demo):
     by = {(r["student_id"], r["assignment"]): r for r in rows}
     for aid in course.assignments():
         full = float(by[("ada", aid)]["max_score"])
+        assert full == course.load(aid).max_score
+        full += course.load(aid).extra_credit  # the reference also does the extras
         assert float(by[("ada", aid)]["score"]) == full
         assert float(by[("cato", aid)]["score"]) == 0.0
         assert float(by[("dara", aid)]["score"]) == 0.0 and by[("dara", aid)]["status"] == "unreadable"
@@ -145,3 +147,33 @@ def test_old_nbformat_is_converted(tmp_path):
     assert problem is None
     r = grade.grade_notebook(course.load(aid), nb)
     assert r["score"] > 0
+
+
+def test_extra_credit_is_optional_and_kept_apart_in_the_gradebook(tmp_path):
+    """Skipping an extra-credit part costs nothing; doing it adds on top."""
+    from nbgrader.api import Gradebook
+    from autograder import report
+    extras = [a for a in course.assignments() if course.load(a).extra_credit]
+    assert extras, "no assignment has an extra-credit part"
+    aid = extras[0]
+    a = course.load(aid)
+    extra_cells = {c.grade_id for c in a.tests if c.extra_credit}
+    stubs = {c.metadata["nbgrader"]["grade_id"]: c.source for c in release(aid).cells
+             if c.metadata.get("nbgrader", {}).get("solution")}
+    skipped = filled(aid)
+    for c in skipped.cells:  # put back the stubs of the functions only extra cells test
+        gid = c.metadata.get("nbgrader", {}).get("grade_id", "")
+        if gid.startswith("answer_gru"):
+            c.source = stubs[gid]
+    without = grade.grade_notebook(a, skipped)
+    with_extra = grade.grade_notebook(a, filled(aid))
+    assert without["score"] == a.max_score == without["max_score"]
+    assert with_extra["score"] == a.max_score + a.extra_credit
+    db = f"sqlite:///{tmp_path / 'gb.db'}"
+    report.record_in_gradebook(db, {aid: a}, [("s1", aid, without), ("s2", aid, with_extra)])
+    with Gradebook(db) as gb:
+        assert gb.find_assignment(aid).max_score == a.max_score
+        assert gb.find_submission(aid, "s1").score == pytest.approx(a.max_score)
+        assert gb.find_submission(aid, "s2").score == pytest.approx(a.max_score + a.extra_credit)
+        for gid in extra_cells:
+            assert gb.find_grade(gid, aid, aid, "s2").extra_credit > 0
