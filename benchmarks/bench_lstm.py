@@ -13,6 +13,10 @@ The two are timed alternately, repeat after repeat, so that a busy machine
 slows both alike; each figure is the median over the repeats, after one
 warm-up call.  Thread counts are whatever the environment sets.
 
+Where PyTorch is installed (it is not a course requirement), the same pass
+through ``torch.nn.LSTM`` in float64 on the CPU (no peepholes: its
+equations are ours with p = 0) is timed too, for comparison.
+
 Run from the repository root:  python benchmarks/bench_lstm.py
 """
 import os
@@ -91,6 +95,35 @@ def main():
     print(f"matrix products only (floor) : {t_floor * 1e3:8.2f} ms"
           f"  ({flops / t_floor / 1e9:.1f} GFLOP/s)")
     print(f"ratio                        : {t_full / t_floor:8.2f}")
+    t_torch = torch_pass(x, y0, c0, dy)
+    if t_torch is not None:
+        print(f"torch.nn.LSTM fwd + bwd      : {t_torch * 1e3:8.2f} ms"
+              f"  (ours / torch = {t_full / t_torch:.2f})")
+
+
+def torch_pass(x, y0, c0, dy):
+    """Median time of torch.nn.LSTM forward + backward, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    lstm = torch.nn.LSTM(D, H, dtype=torch.float64)
+    xt = torch.tensor(x, requires_grad=True)
+    state = (torch.tensor(y0)[None].requires_grad_(), torch.tensor(c0)[None].requires_grad_())
+    dyt = torch.tensor(dy)
+
+    def run():
+        y, _ = lstm(xt, state)
+        y.backward(dyt)
+
+    run()
+    ts = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - start)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    return float(np.median(ts))
 
 
 if __name__ == "__main__":
