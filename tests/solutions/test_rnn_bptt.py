@@ -113,15 +113,19 @@ def test_step_backward_vs_central_differences():
         assert relative_error(analytic, numerical_gradient(J, arr)) < GRAD_TOL
 
 
-def test_step_functions_do_not_mutate_inputs():
-    params, x, _, h0 = make_problem(4)
-    args = (x[0], h0, params["U"], params["W"], params["b"])
+@pytest.mark.parametrize("forward, backward, whole_sequence", [
+    (R.rnn_step_forward, R.rnn_step_backward, False),
+    (R.rnn_forward, R.rnn_backward, True),
+])
+def test_forward_and_backward_do_not_mutate_inputs(forward, backward, whole_sequence):
+    params, x, _, h0 = make_problem(11 if whole_sequence else 4)
+    args = (x if whole_sequence else x[0], h0, params["U"], params["W"], params["b"])
     before = snapshot(args)
-    h_t, cache = R.rnn_step_forward(*args)
+    h, cache = forward(*args)
     assert_same(args, before)
-    dh = np.ones_like(h_t)
+    dh = np.ones_like(h)
     cache_before, dh_before = snapshot(cache), dh.copy()
-    R.rnn_step_backward(dh, cache)
+    backward(dh, cache)
     assert_same(cache, cache_before)
     assert_same(dh, dh_before)
     assert_same(args, before)
@@ -185,20 +189,6 @@ def test_rnn_backward_upstream_only_at_last_step_reaches_h0():
     dh[-1] = 1.0
     dx, dh0, *_ = R.rnn_backward(dh, cache)
     assert np.all(np.abs(dx[0]) > 0) and np.all(np.abs(dh0) > 0)
-
-
-def test_sequence_functions_do_not_mutate_inputs():
-    params, x, _, h0 = make_problem(11)
-    args = (x, h0, params["U"], params["W"], params["b"])
-    before = snapshot(args)
-    h, cache = R.rnn_forward(*args)
-    assert_same(args, before)
-    dh = np.ones_like(h)
-    cache_before, dh_before = snapshot(cache), dh.copy()
-    R.rnn_backward(dh, cache)
-    assert_same(cache, cache_before)
-    assert_same(dh, dh_before)
-    assert_same(args, before)
 
 
 # ----------------------------------------------------------------------------
