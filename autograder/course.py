@@ -52,17 +52,24 @@ def _directive(cell, word):
 
 
 def function_cell_source(fn):
-    """A reference function with its body between nbgrader's solution markers."""
+    """A reference function with its body between nbgrader's solution markers.
+
+    The signature and docstring stay visible; everything after them,
+    comments included, is solution.
+    """
     src = textwrap.dedent(inspect.getsource(fn))
     tree = ast.parse(src).body[0]
-    body = tree.body
-    doc = ast.get_docstring(tree) is not None
-    first = body[1] if doc else body[0]
     lines = src.splitlines()
-    head = lines[: first.lineno - 1]
-    rest = lines[first.lineno - 1:]
-    indent = " " * first.col_offset
-    return "\n".join(head + [indent + "### BEGIN SOLUTION"] + rest
+    first = tree.body[0]
+    if ast.get_docstring(tree) is not None:
+        cut = first.end_lineno           # the line that closes the docstring
+        indent = " " * tree.body[min(1, len(tree.body) - 1)].col_offset
+    else:
+        cut = first.lineno - 1
+        while cut > tree.lineno and lines[cut - 1].strip().startswith("#"):
+            cut -= 1                     # comments above the first statement
+        indent = " " * first.col_offset
+    return "\n".join(lines[:cut] + [indent + "### BEGIN SOLUTION"] + lines[cut:]
                      + [indent + "### END SOLUTION"])
 
 

@@ -303,16 +303,18 @@ def random_angles(D, n_pairs, rng):
 def sample_unit_ball(n, D, rng):
     """n points uniform inside the unit D-ball.
 
-    n, D: integers (D >= 1); rng: numpy Generator -> (n, D).
+    n, D: integers (D >= 1); rng: numpy Generator (all randomness from it)
+    -> (n, D).
 
-        x = r g / |g|,   g ~ N(0, I_D),   r = U^(1/D),   U ~ Uniform[0, 1).
-
-    The Gaussian is rotation invariant, so g / |g| is uniform on the sphere
-    (a normalised point of a cube is not: it leans towards the corners).
-    The volume within radius s is s^D, so r must satisfy P(r <= s) = s^D,
-    which U^(1/D) does; r = U would crowd the points at the centre.
-    Draw order: g (n x D normals), then U (n uniforms).
+    Uniform in the ball means two things at once: a direction uniform on
+    the sphere, and a radius r whose law matches the volume, P(r <= s) = s^D
+    (the book's chapter 4 derives both; rejection from the cube is hopeless
+    at large D).
     """
+    # x = r g / |g| with g ~ N(0, I_D): the Gaussian is rotation invariant,
+    # so g / |g| is uniform on the sphere (a normalised cube point leans
+    # towards the corners).  r = U^(1/D) has P(r <= s) = s^D; r = U would
+    # crowd the points at the centre.
     n = _as_int(n, "n")
     D = _as_int(D, "D", 1)
     g = rng.standard_normal((n, D))
