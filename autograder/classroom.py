@@ -62,8 +62,7 @@ def find_submissions(submitted, known):
 def _grade_one(job):
     student, aid, path, note, limits, seed = job
     t0 = time.monotonic()
-    base = {"score": 0.0, "tests": [], "notes": [note] if note else [], "events": [],
-            "cell_errors": [], "seed": seed}
+    base = grade.zero_result(0.0, [note] if note else [], seed)
     try:
         a = course.load(aid) if aid in course.assignments() else None
         base["max_score"] = a.max_score if a else 0.0
@@ -79,7 +78,6 @@ def _grade_one(job):
                 result["notes"] = base["notes"] + result["notes"]
                 status = "graded"
     except Exception as exc:  # the grader must go on with the next student
-        base.setdefault("max_score", 0.0)
         base["notes"].append(f"The grader failed on this submission: {type(exc).__name__}: {exc}")
         result, status = base, "grader-error"
     result["seconds"] = round(time.monotonic() - t0, 3)
@@ -92,10 +90,8 @@ def _crashed(job, why):
         max_score = course.load(aid).max_score
     except Exception:
         max_score = 0.0
-    notes = ([note] if note else []) + [why]
-    return student, aid, "crashed", {"score": 0.0, "max_score": max_score, "tests": [],
-                                     "notes": notes, "events": [], "cell_errors": [],
-                                     "seed": seed, "seconds": 0.0}
+    result = grade.zero_result(max_score, ([note] if note else []) + [why], seed)
+    return student, aid, "crashed", dict(result, seconds=0.0)
 
 
 def _kill_pool(pool):

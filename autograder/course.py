@@ -109,6 +109,18 @@ class Assignment:
         return importlib.import_module(f"solutions.{self.id}")
 
 
+def grade_id(cell):
+    """The nbgrader ``grade_id`` of a notebook cell, or None.
+
+    Safe on hand-edited submissions: any metadata that is not the expected
+    dict of a string reads as no id.
+    """
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    gid = meta.get("grade_id") if isinstance(meta, dict) else None
+    return gid if isinstance(gid, str) and gid else None
+
+
 def _tags(cell):
     return set(cell.metadata.get("tags", []))
 

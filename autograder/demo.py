@@ -7,7 +7,6 @@ dara   a truncated, invalid notebook file: a clear message and a zero
 emil   correct code, plus a cell that never ends and one that tries to read
        the reference solutions: stopped, explained, and still graded
 """
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -75,7 +74,7 @@ SNOOP = ("import glob\n"
 
 def _introduce(nb, bugs):
     for gid, old, new in bugs:
-        cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
+        cells = [c for c in nb.cells if course.grade_id(c) == gid]
         if not cells or old not in cells[0].source:
             raise ValueError(f"demo bug for {gid} no longer applies: {old!r}")
         cells[0].source = cells[0].source.replace(old, new)

@@ -32,7 +32,7 @@ import zlib
 import nbformat
 import numpy as np
 
-from . import checks
+from . import checks, course
 from .sandbox import Limits, Sandbox, StudentCrash, StudentError, StudentFunction
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -79,6 +79,13 @@ def _text(value):
     return ""
 
 
+def zero_result(max_score, notes, seed):
+    """The results of a submission that could not be graded (missing,
+    unreadable, crashed): no tests, a zero, and the reasons in ``notes``."""
+    return {"score": 0.0, "max_score": float(max_score), "tests": [], "notes": list(notes),
+            "events": [], "cell_errors": [], "seed": seed}
+
+
 def kernel_notes(nb):
     """Say so when the notebook claims another language: it is graded as Python."""
     meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
@@ -109,11 +116,9 @@ def plan(assignment, nb):
             notes.append(f"The notebook has more than {MAX_CODE_CELLS} code cells; "
                          "the cells after that were not run.")
             break
-        meta = cell.get("metadata")
-        meta = meta.get("nbgrader") if isinstance(meta, dict) else None
-        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        gid = course.grade_id(cell)
         src = _text(cell.get("source", ""))
-        if isinstance(gid, str) and gid:
+        if gid:
             gid = gid[:200]
             seen_ids[gid] = seen_ids.get(gid, 0) + 1
             by_id[gid] = src  # the last copy of a duplicated cell wins
@@ -262,7 +267,7 @@ class Runner:
             pass
 
     def _collect(self, sb):
-        for e in sb.events[getattr(sb, "plan_events", 0):]:
+        for e in sb.events[sb.plan_events:]:
             if e not in self.events:
                 self.events.append(e)
 

@@ -100,13 +100,8 @@ def build(out, assignment=None, seed=0, timeout=30.0, notebook_timeout=300.0, me
 
 
 def _grade_ids(nb):
-    ids = set()
-    for cell in nb.get("cells", []):
-        meta = cell.get("metadata") if isinstance(cell, dict) else None
-        meta = meta.get("nbgrader") if isinstance(meta, dict) else None
-        if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
-            ids.add(meta["grade_id"])
-    return ids
+    from . import course
+    return {gid for gid in map(course.grade_id, nb.get("cells", [])) if gid}
 
 
 def choose(paths, assignment=None):
@@ -141,19 +136,18 @@ def run(submission, results, settings=None):
     cfg = settings or (json.loads(cfg_path.read_text()) if cfg_path.exists() else {})
     aid, path, nb, problem = choose(notebooks_in(submission), cfg.get("assignment"))
     max_score = course.load(aid).max_score if aid else 0.0
+    seed = cfg.get("seed", 0)
     if path is None:
-        result = {"score": 0.0, "max_score": max_score, "tests": [],
-                  "notes": ["No .ipynb file was found in your submission: upload the "
-                            "notebook itself."]}
+        result = grade.zero_result(max_score, ["No .ipynb file was found in your submission: "
+                                               "upload the notebook itself."], seed)
     elif nb is None:
-        result = {"score": 0.0, "max_score": max_score, "tests": [], "notes": [problem]}
+        result = grade.zero_result(max_score, [problem], seed)
     else:
         limits = Limits(cell_timeout=cfg.get("timeout", 30.0),
                         notebook_timeout=cfg.get("notebook_timeout", 300.0),
                         memory_mb=cfg.get("memory", 2048))
-        result = grade.grade_notebook(course.load(aid), nb, limits, cfg.get("seed", 0))
+        result = grade.grade_notebook(course.load(aid), nb, limits, seed)
         result["notes"] = [f"Graded {path.name} as assignment {aid}."] + result["notes"]
-    result.setdefault("seed", cfg.get("seed", 0))
     out = report.gradescope_results(result)
     Path(results).parent.mkdir(parents=True, exist_ok=True)
     Path(results).write_text(json.dumps(out, indent=2))

@@ -61,7 +61,6 @@ def fill_with_reference(release, assignment_id):
     answers = {c.grade_id: c.source for c in a.cells if c.kind == "answer"}
     nb = nbformat.from_dict(release)
     for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in answers:
-            cell.source = answers[gid]
+        if course.grade_id(cell) in answers:
+            cell.source = answers[course.grade_id(cell)]
     return nb

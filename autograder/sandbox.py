@@ -200,6 +200,7 @@ class Sandbox:
         self.output = bytearray()
         self.output_total = 0
         self.events = []  # what went wrong, in words for the feedback
+        self.plan_events = 0  # events raised while the plan ran (a hidden run skips them)
         self.proc = None
         self.slot = None
         self.info = {"landlock": 0, "scoped": False, "isolation": "none", "tmpfs": False}
