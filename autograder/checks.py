@@ -1,9 +1,15 @@
 """Checks for the exercise notebooks.
 
-Each test cell of an exercise is a list of ``with check("name"):`` blocks.
-In your notebook a failing block stops the cell with a message that says
-what is wrong and, where it can tell, why.  The grader runs the very same
-blocks (plus hidden ones) in its own process against your functions.
+Each test cell of an exercise is a list of ``with check("name"):`` blocks and
+ends with ``report_checks()``.  Every check of a cell runs: each prints ✓, or
+✗ with a message that says what is wrong and, where it can tell, why; the
+cell fails at its end if any check failed.  The grader runs the very same
+blocks (plus hidden ones) in its own process against your functions, so a
+check passes here exactly when it passes in the grader.
+
+The values the checks compare with were computed by the reference solutions
+when the notebook was made; the cell after this one holds them, and a test
+cell reads its own with ``want = expected("its name")``.
 
 Tolerances: a correct float64 implementation agrees with another to about
 1e-13 relative, whatever its order of operations; the bugs these checks look
@@ -11,7 +17,12 @@ for are off by 1e-3 or far more.  ``RTOL = 1e-6`` sits safely between.
 Gradients compared with central differences (error ~1e-9 for smooth
 functions at eps = 1e-6) use ``GRAD_RTOL = 1e-5``.
 """
+import base64
 import contextlib
+import json
+import traceback
+import types
+import zlib
 
 import numpy as np
 
@@ -20,43 +31,120 @@ GRAD_RTOL = 1e-5
 
 _results = None   # the grader collects results here; None in a notebook
 _hidden = False   # set by the grader inside hidden tests
+_cell = []        # in a notebook: (name, passed) of the checks of the running cell
 
 
 class CheckFailed(AssertionError):
     """A check found a wrong result; the message says which and why."""
 
 
+class ChecksFailed(AssertionError):
+    """Raised at the end of a test cell in which a check failed."""
+
+    def _render_traceback_(self):  # IPython shows this instead of a traceback
+        return [f"\033[31m{self}\033[0m"]
+
+
 @contextlib.contextmanager
-def check(name, weight=1.0):
-    """One named check; ``name`` starts with the graded function's name."""
-    if _results is None:
-        try:
-            yield
-        except CheckFailed as exc:
-            raise CheckFailed(f"✗ {name}: {exc}") from None
-        except NotImplementedError:
-            raise CheckFailed(f"✗ {name}: not implemented yet") from None
-        except Exception:
-            print(f"✗ {name}: your code raised an error (traceback below)")
-            raise
-        print(f"✓ {name}")
-        return
-    record = {"name": name, "weight": float(weight), "hidden": _hidden}
+def check(name, weight=1.0, needs=None):
+    """One named check; ``name`` starts with the graded function's name.
+
+    needs: {"function": (call, expected)}: functions of yours this check
+    relies on (a backward pass needs the cache of your forward pass); when
+    the check fails, each is called (``call()``) and compared with
+    ``expected``, and a wrong one is named: "fix it first".
+    """
     try:
         yield
-    except Exception as exc:  # a failure of this check only: grading goes on
-        record.update(passed=False, message=_explain(exc))
+    except Exception as exc:  # a failure of this check only: the other checks still run
+        passed, message = False, _explain(exc)
+        if needs:
+            message = _prerequisite(needs) or message
     else:
-        record.update(passed=True, message="")
-    _results.append(record)
+        passed, message = True, ""
+    if _results is not None:
+        _results.append({"name": name, "weight": float(weight), "hidden": _hidden,
+                         "passed": passed, "message": message})
+        return
+    _cell.append((name, passed))
+    if passed:
+        print(f"✓ {name}")
+    else:
+        print(f"✗ {name}:\n    " + message.replace("\n", "\n    "))
+
+
+def report_checks():
+    """End of a test cell: fail the cell if one of its checks failed."""
+    if _results is not None:
+        return
+    done = list(_cell)
+    _cell.clear()
+    failed = [n for n, ok in done if not ok]
+    if failed:
+        raise ChecksFailed(f"{len(failed)} of {len(done)} checks failed: "
+                           + "; ".join(failed[:6]) + (" ..." if len(failed) > 6 else ""))
+    if done:
+        print(f"All {len(done)} checks passed.")
+
+
+def _new_cell(*_):
+    _cell.clear()
+
+
+try:  # in a notebook: each cell starts with an empty list of results
+    _ip = get_ipython()  # noqa: F821 - defined in IPython only
+    if not any(getattr(f, "__name__", "") == "_new_cell"
+               for f in _ip.events.callbacks["pre_run_cell"]):
+        _ip.events.register("pre_run_cell", _new_cell)
+except (NameError, AttributeError, KeyError):
+    pass
 
 
 def _explain(exc):
+    """The message of a failed check, for the exception it ended with."""
     if isinstance(exc, CheckFailed):
         return str(exc)
-    if isinstance(exc, NotImplementedError) or "NotImplementedError" in str(exc)[-200:]:
+    kind = getattr(exc, "kind", None)  # an error of your code, raised in the grader's sandbox
+    if isinstance(exc, NotImplementedError) or kind == "NotImplementedError":
         return "not implemented yet"
-    return f"your code raised an error:\n{exc}"
+    if type(exc).__name__ == "StudentCrash":
+        return f"your code could not finish: {exc}"
+    if kind is not None:
+        return f"your code raised {kind}:\n{exc}".rstrip()
+    # In the grader the traceback would show the grader's frames, not yours.
+    frames = _your_frames(exc) if _results is None else ""
+    return f"your code raised {type(exc).__name__}: {exc}{frames}"
+
+
+def _your_frames(exc, limit=6):
+    """The lines of a traceback that are in your code (not in this cell or the checks)."""
+    try:
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = {frames[0].filename, _explain.__code__.co_filename} if frames else set()
+        yours = [f for f in frames if f.filename not in ours]
+        if not yours:
+            return ""
+        return "\n" + "".join(traceback.format_list(yours[-limit:])).rstrip()
+    except Exception:
+        return ""
+
+
+def _prerequisite(needs):
+    """The message for the first function in ``needs`` that gives wrong values."""
+    for fn, (call, want) in needs.items():
+        try:
+            got = call()
+            wants = want if isinstance(want, tuple) else (want,)
+            gots = got if isinstance(want, tuple) else (got,)
+            ok = len(gots) == len(wants) and all(
+                _close(as_array(g, fn), np.asarray(w, dtype=np.float64), RTOL)
+                for g, w in zip(gots, wants))
+        except Exception:
+            ok = False
+        if not ok:
+            return (f"this check uses your {fn}, which gives wrong values here: "
+                    f"fix {fn} first (its own checks say how)")
+    return None
 
 
 def fail(message):
@@ -64,15 +152,64 @@ def fail(message):
 
 
 # ----------------------------------------------------------------------------
+# The expected values
+
+
+def load_expected(text):
+    """The values of ``EXPECTED``: base64 of zlib of JSON, arrays as raw float bytes."""
+    return _decode(json.loads(zlib.decompress(base64.b64decode("".join(text.split())))))
+
+
+def _decode(d):
+    if isinstance(d, list):
+        return [_decode(v) for v in d]
+    if not isinstance(d, dict):
+        return d
+    if "__nd__" in d:
+        raw = base64.b64decode(d["__nd__"])
+        return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+    if "__tuple__" in d:
+        return tuple(_decode(v) for v in d["__tuple__"])
+    if "__float__" in d:
+        return float(d["__float__"])
+    if "__dict__" in d:
+        return {_decode(k): _decode(v) for k, v in d["__dict__"]}
+    raise ValueError("malformed expected values")
+
+
+class Expected(types.SimpleNamespace):
+    """The expected values of one test cell: ``want.z``, ``want.mistakes``, ..."""
+
+    def __getattr__(self, name):
+        raise AttributeError(f"no expected value {name!r}: regenerate the notebook")
+
+
+def expected_from(values):
+    """The function ``expected(cell)`` over ``values`` ({test cell: {name: value}});
+    each call gives fresh copies, so a check can never change the originals."""
+    def expected(cell):
+        return Expected(**_decode(_encode_plain(values[cell])))
+    return expected
+
+
+def _encode_plain(v):
+    """A deep copy in the encoded form (so a check can never change EXPECTED)."""
+    if isinstance(v, np.ndarray):
+        return {"__nd__": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode(),
+                "dtype": v.dtype.str, "shape": list(v.shape)}
+    if isinstance(v, dict):
+        return {"__dict__": [[_encode_plain(k), _encode_plain(x)] for k, x in v.items()]}
+    if isinstance(v, tuple):
+        return {"__tuple__": [_encode_plain(x) for x in v]}
+    if isinstance(v, list):
+        return [_encode_plain(x) for x in v]
+    if isinstance(v, float) and v - v != 0:
+        return {"__float__": repr(v)}
+    return v
+
+
+# ----------------------------------------------------------------------------
 # Comparing results
-
-
-def rel_error(got, want):
-    """Largest elementwise |got - want| / max(1e-8, |got| + |want|)."""
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    return float(np.max(np.abs(got - want) / np.maximum(1e-8, np.abs(got) + np.abs(want)),
-                        initial=0.0))
 
 
 def _close(got, want, rtol):
@@ -83,7 +220,8 @@ def _close(got, want, rtol):
         return False
     if not np.array_equal(got[~fin_got], want[~fin_want], equal_nan=True):
         return False
-    return rel_error(got[fin_got], want[fin_want]) <= rtol
+    g, w = got[fin_got], want[fin_want]
+    return bool(np.all(np.abs(g - w) <= rtol * np.maximum(1e-8, np.abs(g) + np.abs(w))))
 
 
 def as_array(value, what):
@@ -94,47 +232,100 @@ def as_array(value, what):
         fail(f"{what} is a tuple of {len(value)} arrays, expected one array")
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        fail(f"{what} should be a NumPy array, got {type(value).__name__}")
+    except (TypeError, ValueError, OverflowError):
+        fail(f"{what} should be a NumPy array of numbers, got {_kind(value)}")
     return arr
 
 
-def assert_close(got, want, what, rtol=RTOL, likely=None):
+def _kind(value):
+    name = type(value).__name__
+    return "a string" if isinstance(value, str) else f"a {name}"
+
+
+def _factor_words(c, sizes):
+    """'it is 4 times too large (a factor of N = 4)' and the like, for got = c * want."""
+    for label, n in (sizes or {}).items():
+        if n > 1 and abs(c - n) <= 1e-6 * n:
+            return f"it is {n:g} times too large (a factor of {label} = {n:g})"
+        if n > 1 and abs(c * n - 1) <= 1e-6:
+            return f"it is {n:g} times too small (divided by {label} = {n:g})"
+    if c > 1:
+        return f"it is {c:.4g} times too large"
+    return f"it is {1 / c:.4g} times too small"
+
+
+def _describe(got, want, rtol, sizes):
+    """Why ``got`` is not ``want`` (same shapes, both finite), in words."""
+    g, w = got.ravel(), want.ravel()
+    if not np.any(g):
+        return "it is all zeros"
+    ww = float(w @ w)
+    if ww > 0:
+        c = float(g @ w) / ww  # the best factor: got = c * want?
+        if abs(c) > 1e-12 and _close(got, c * want, rtol):
+            if abs(c + 1) <= rtol:
+                return "its sign is flipped"
+            if c < 0:
+                return "its sign is flipped and " + _factor_words(-c, sizes)
+            return _factor_words(c, sizes)
+    if want.ndim == 2 and want.shape[0] == want.shape[1] and want.shape[0] > 1 \
+            and _close(got, want.T, rtol):
+        return "it is transposed"
+    diff = np.abs(got - want)
+    i = np.unravel_index(int(np.argmax(diff)), want.shape)
+    at = f" at index {tuple(int(k) for k in i)}" if want.ndim else ""
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    return (f"the largest difference is {float(diff[i]):.3g}{at} (got {float(got[i]):.6g}, "
+            f"expected {float(want[i]):.6g}), where the expected values are up to "
+            f"{scale:.3g} in size")
+
+
+def assert_close(got, want, what, rtol=RTOL, likely=None, sizes=None):
     """Fail with a diagnosis unless ``got`` matches ``want``.
 
     likely: {"cause in words": array a common mistake would give}; when
     ``got`` matches one of them the message names that cause.
+    sizes: {"N": 4, ...}: sizes whose factor the message should name.
     """
     got = as_array(got, what)
     want = np.asarray(want, dtype=np.float64)
     if _close(got, want, rtol):
         return
-    likely = dict(likely or {})
-    if want.ndim == 2 and want.shape[0] != want.shape[1]:
-        likely.setdefault("it is transposed", want.T)
-    likely.setdefault("its sign is flipped", -want)
-    for cause, wrong in likely.items():
+    for cause, wrong in (likely or {}).items():
         wrong = np.asarray(wrong, dtype=np.float64)
         if wrong.shape == got.shape and _close(got, wrong, rtol):
             fail(f"{what} is wrong: {cause}.")
     if got.shape != want.shape:
+        if want.ndim == 2 and got.shape == want.T.shape and _close(got, want.T, rtol):
+            fail(f"{what} is transposed: it has shape {got.shape}, expected {want.shape}.")
         fail(f"{what} has shape {got.shape}, expected {want.shape}.")
     if not np.isfinite(got).all() and np.isfinite(want).all():
         fail(f"{what} contains nan or inf where the true value is finite: "
              "an overflow? Use the numerically stable form.")
-    err = rel_error(got, want) if np.isfinite(got).all() else float("inf")
-    where = np.unravel_index(np.argmax(np.abs(got - want) /
-                                       np.maximum(1e-8, np.abs(got) + np.abs(want))),
-                             want.shape) if want.ndim and np.isfinite(got).all() else ()
-    at = f" (worst at index {tuple(int(i) for i in where)})" if where else ""
-    fail(f"{what} is wrong: relative error {err:.2g} > {rtol:g}{at}.")
+    if not np.isfinite(want).all():
+        fail(f"{what} is wrong: expected {want!r}, got {np.array2string(got, threshold=20)}.")
+    fail(f"{what} is wrong: {_describe(got, want, rtol, sizes)}.")
 
 
 def assert_scalar(got, want, what, rtol=RTOL):
     """Like assert_close for a scalar; also insists on a Python/NumPy number."""
     if isinstance(got, np.ndarray) and got.size != 1:
         fail(f"{what} should be a number, got an array of shape {got.shape}")
-    assert_close(np.asarray(got, dtype=np.float64).reshape(()), want, what, rtol)
+    assert_close(as_array(got, what).reshape(()), want, what, rtol)
+
+
+def assert_raises(kind, what, call):
+    """``call()`` must raise the exception class ``kind`` (a ValueError, say)."""
+    try:
+        call()
+    except Exception as exc:
+        raised = getattr(exc, "kind", None) or type(exc).__name__
+        if raised == "NotImplementedError":
+            raise
+        if raised != kind.__name__ and not isinstance(exc, kind):
+            fail(f"{what} should raise {kind.__name__}, but raised {raised}")
+        return
+    fail(f"{what} should raise {kind.__name__}, but returned normally")
 
 
 def assert_unchanged(before, after, what):
@@ -162,7 +353,7 @@ def finite_diff(loss, x, eps=1e-6):
     """dloss/dx by central differences; loss takes a copy of x as argument.
 
     (This is the checks' own tool: it perturbs a copy, unlike the
-    ``numerical_gradient`` you write, which perturbs ``x`` in place.)
+    ``numerical_gradient`` of Exercise 1, which perturbs ``x`` in place.)
     """
     x = np.asarray(x, dtype=np.float64)
     flat = x.reshape(-1)
@@ -198,7 +389,7 @@ def unpack(value, names, what):
     return tuple(value)
 
 
-def assert_dict_close(got, want, what, rtol=RTOL):
+def assert_dict_close(got, want, what, rtol=RTOL, sizes=None):
     """Every array of the dict ``want`` matched by ``got`` under the same key."""
     if not isinstance(got, dict):
         fail(f"{what} should be a dict with keys {sorted(want)}, got {type(got).__name__}")
@@ -206,4 +397,4 @@ def assert_dict_close(got, want, what, rtol=RTOL):
     if missing:
         fail(f"{what} lacks the keys {missing}")
     for k in want:
-        assert_close(got[k], want[k], f"{what}[{k!r}]", rtol)
+        assert_close(got[k], want[k], f"{what}[{k!r}]", rtol, sizes=sizes)

@@ -9,11 +9,22 @@ kernel's OOM killer, a bug of ours; a student can no longer signal it) the
 suspects are known: every submission in flight is graded again alone in a
 fresh pool, and one that brings down even that gets a row with status
 ``crashed`` and a message, while the rest of the class goes on in a new
-pool.  A submission whose grading outlasts ``notebook_timeout + 120`` s is
-treated the same way.  Whatever happens, every submission found gets a row.
+pool.  A submission whose grading outlasts a generous wall-clock limit
+(``wall_limit``) is treated the same way.  Whatever happens, every
+submission found gets a row, and a report that cannot be written costs that
+student's row its files, never the class.
+
+Student ids are folder names, and they end up in file names, spreadsheets
+and the gradebook, so they are checked when submissions are found
+(``student_id``): letters, digits and ``_ . @ + -``, not starting with a
+character a spreadsheet reads as a formula, valid Unicode, not the name of a
+grading output.  A folder that fails is still graded, under a safe id
+(``invalid-<hash>``), and its row says why.
 """
+import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -21,11 +32,34 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import course, grade, report
-from .sandbox import Limits, become_subreaper, reap_orphans
+from . import course, grade, report, wire
+from .processes import ScratchRoot, become_subreaper, reap_orphans
+from .sandbox import Limits
 
-RESERVED = {"grades.csv", "gradebook.db", "grading.json"}  # OUT's own files
-GRACE = 120.0  # seconds on top of the notebook's time limit before a grading is abandoned
+# Names of OUT's own files and folders (compared in lower case), and prefixes
+# of names a tool may add next to them (gradebook.db-journal, say).
+RESERVED = {"grades.csv", "grades-wide.csv", "grading.json", "class-report.html",
+            "autograded", "feedback", "submitted", "source", "release"}
+RESERVED_PREFIXES = ("gradebook", "grades", "grading", "class-report")
+ID_PATTERN = re.compile(r"\w[\w.@+-]{0,99}")
+
+
+def wall_limit(limits):
+    """Wall-clock seconds after which a grading is abandoned: both passes at
+    their time limits, on a machine several times slower than an idle one."""
+    return 4 * 2 * limits.notebook_timeout + 120.0
+
+
+def student_id(name):
+    """(the id to use, None) for a usable folder name, else (a safe id, why not)."""
+    ok = (name == wire.clean(name) and ID_PATTERN.fullmatch(name) is not None
+          and name.lower() not in RESERVED and not name.lower().startswith(RESERVED_PREFIXES))
+    if ok:
+        return name, None
+    safe = "invalid-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return safe, (f"The folder name {ascii(name)[:120]} cannot be used as a student id "
+                  "(letters, digits and _ . @ + - only, not starting with = + - @ or a dot, "
+                  f"and not the name of a grading output); it was graded as {safe}.")
 
 
 def find_submissions(submitted, known):
@@ -37,25 +71,26 @@ def find_submissions(submitted, known):
                       if q.is_dir() and not q.is_symlink() and not q.name.startswith("."))
 
     for sdir in folders(Path(submitted)):
+        sid, id_note = student_id(sdir.name)
         for adir in folders(sdir):
             nb = adir / f"{adir.name}.ipynb"
             note = None
-            if sdir.name in RESERVED:
-                nb, note = None, f"The student id '{sdir.name}' is the name of a grading output file."
-            elif adir.name not in known:
-                nb, note = None, f"'{adir.name}' is not an assignment of this course."
+            if adir.name not in known:
+                nb, note = None, f"{ascii(adir.name)[:120]} is not an assignment of this course."
             elif nb.is_symlink():
                 pass  # read_submission says why it is refused
             elif not nb.is_file():
                 others = sorted(p for p in adir.glob("*.ipynb")
                                 if p.is_file() and not p.is_symlink())
                 if len(others) == 1:
-                    nb, note = others[0], (f"The notebook was named {others[0].name} "
+                    nb, note = others[0], (f"The notebook was named {wire.clean(others[0].name, 120)} "
                                            f"instead of {adir.name}.ipynb; it was graded anyway.")
                 else:
                     nb, note = None, (f"No notebook {adir.name}.ipynb was found"
                                       + (f" (found {len(others)} others)." if others else "."))
-            found.append((sdir.name, adir.name, nb, note))
+            name = adir.name if adir.name in known else wire.clean(adir.name, 120)
+            notes = " ".join(n for n in (id_note, note) if n) or None
+            found.append((sid, name, nb, notes))
     return found
 
 
@@ -180,16 +215,25 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(work), unit="nb", desc="grading", file=sys.stderr)
+    for aid in known:  # loaded once here, inherited by every grading process
+        course.load(aid)
+        course.expected(aid)
     try:
-        results = run_pool(work, jobs, grade_one, limit=limits.notebook_timeout + GRACE,
-                           on_done=bar.update if bar else None)
+        with ScratchRoot():
+            results = run_pool(work, jobs, grade_one, limit=wall_limit(limits),
+                               on_done=bar.update if bar else None)
     finally:
         if bar:
             bar.close()
     rows, graded = [], []
     for student, aid, status, result in results:
-        if student not in RESERVED:
-            report.write_submission(out, student, aid, result)
+        if aid in known:
+            try:
+                report.write_submission(out, student, aid, result)
+            except Exception as exc:  # that student's files only
+                status = "grader-error"
+                result["notes"].append(f"Writing this submission's report failed: "
+                                       f"{type(exc).__name__}: {wire.clean(exc, 300)}")
         rows.append({"student_id": student, "assignment": aid, "score": result["score"],
                      "max_score": result["max_score"], "status": status, "seed": seed,
                      "message": report.summary(status, result)})

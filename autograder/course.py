@@ -11,20 +11,42 @@ with tags:
             chapter's, which learners paste in from their own work).
 ``given``   first line ``# given: module.name ...``; a read-only cell with
             the source of helper functions learners may use.
-``checks``  replaced by the check helpers of ``autograder/checks.py``.
+``checks``  replaced by the check helpers of ``autograder/checks.py``
+            (``# checks: without name ...`` leaves out helpers that would
+            hand out a graded function of this assignment), followed by a
+            cell holding the expected values (below).
 ``tests``   an nbgrader test cell; metadata ``grade_id`` and ``points``
             (and ``extra_credit: true`` for an optional part whose points
-            come on top of the maximum); may hold ``### BEGIN/END HIDDEN
-            TESTS`` blocks.
+            come on top of the maximum).  Its visible part sets up inputs,
+            then an ``### BEGIN/END EXPECTED`` block computes, from the
+            reference (``ref``) and the ``mistakes`` cells, the attributes of
+            ``want`` that the visible checks compare with, then come the
+            checks; ``### BEGIN/END HIDDEN TESTS`` blocks follow.
+``mistakes`` instructor-only code (variants of the reference that make a
+            learner's typical mistakes): used by EXPECTED blocks, never
+            shipped and never run by the grader.
 ``demo``    read-only, not run by the grader (experiments, plots).
 ``free``    an ungraded cell the learner may edit.
 Untagged code cells are read-only set-up the grader runs (imports, data).
+
+The expected values are computed when the learner notebooks are made
+(``compute_expected``), embedded in them as data, and read back from the
+committed learner notebook by the grader (``expected``): the learner's
+notebook and the grader compare with the very same numbers, and no learner
+notebook holds code that computes a graded function.  The EXPECTED block
+becomes ``want = expected("<grade_id>")`` and every test cell ends with
+``report_checks()``.
 """
 import ast
+import base64
 import functools
+import hashlib
 import importlib
 import inspect
+import json
+import re
 import textwrap
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +97,7 @@ def function_cell_source(fn):
 
 @dataclass
 class Cell:
-    kind: str            # answer | given | checks | tests | demo | free | setup | markdown
+    kind: str            # answer | given | checks | tests | mistakes | demo | free | setup | markdown
     grade_id: str = ""
     source: str = ""
     points: float = 0.0
@@ -108,6 +130,22 @@ class Assignment:
     def reference(self):
         return importlib.import_module(f"solutions.{self.id}")
 
+    @property
+    def helpers(self):
+        """The check helpers of its notebook: name -> object (``checks``' public
+        names, less those its checks cell leaves out)."""
+        from . import checks
+        cell = next((c for c in self.cells if c.kind == "checks"), None)
+        left_out = set(cell.functions) if cell else set()
+        return {k: getattr(checks, k) for k in dir(checks)
+                if not k.startswith("__") and k not in left_out}
+
+    def policy(self):
+        """What the contract lets each graded function change (calls.Policy)."""
+        from .calls import Policy, signatures_of
+        ref = self.reference()
+        return Policy(getattr(ref, "MUTATES", {}), signatures_of(ref, self.functions))
+
 
 def grade_id(cell):
     """The nbgrader ``grade_id`` of a notebook cell, or None.
@@ -137,8 +175,8 @@ def load(assignment_id):
             cells.append(Cell("markdown", source=c.source))
             continue
         tags = _tags(c)
-        kind = next((k for k in ("answer", "given", "checks", "tests", "demo", "free")
-                     if k in tags), "setup")
+        kind = next((k for k in ("answer", "given", "checks", "tests", "mistakes", "demo",
+                                 "free") if k in tags), "setup")
         if kind == "answer":
             for dotted in _directive(c, "solution"):
                 # "name" is from this assignment's module; "module.name" brings
@@ -159,7 +197,8 @@ def load(assignment_id):
             cells.append(Cell("given", f"given_{i}", source))
             continue
         if kind == "checks":
-            cells.append(Cell("checks", "checks", CHECKS.read_text()))
+            without = _directive(c, "checks")[1:] if c.source.startswith("# checks:") else []
+            cells.append(Cell("checks", "checks", checks_source(without), functions=without))
             continue
         if kind == "tests":
             gid = c.metadata.get("grade_id")
@@ -176,28 +215,237 @@ def load(assignment_id):
     return Assignment(assignment_id, cells)
 
 
-def instructor_notebook(a):
-    """The nbgrader source notebook: solutions and hidden tests included."""
+def instructor_notebook(a, packed=None):
+    """The nbgrader source notebook: solutions and hidden tests included.
+
+    packed: the expected values (``pack_expected``) for the cell after the
+    check helpers; mistakes cells are left out.
+    """
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
+
+    def code_cell(kind, gid, source, points=None):
+        cell = nbformat.v4.new_code_cell(source)
+        cell.id = gid.replace("_", "-")
+        if kind != "free":
+            meta = {"grade": kind == "tests", "solution": kind == "answer",
+                    "locked": kind != "answer", "grade_id": gid, "schema_version": 3}
+            if kind == "tests":
+                meta["points"] = points
+            cell.metadata["nbgrader"] = meta
+        if kind in ("checks", "given", "expected"):
+            cell.metadata["jupyter"] = {"source_hidden": True}
+        if kind == "demo":
+            cell.metadata["tags"] = ["demo"]
+        return cell
+
     for n, c in enumerate(a.cells):
         if c.kind == "markdown":
             cell = nbformat.v4.new_markdown_cell(c.source)
             cell.id = f"md-{n}"
-        else:
-            cell = nbformat.v4.new_code_cell(c.source)
-            cell.id = c.grade_id.replace("_", "-")
-            if c.kind != "free":
-                meta = {"grade": c.kind == "tests", "solution": c.kind == "answer",
-                        "locked": c.kind != "answer", "grade_id": c.grade_id,
-                        "schema_version": 3}
-                if c.kind == "tests":
-                    meta["points"] = c.points
-                cell.metadata["nbgrader"] = meta
-            if c.kind in ("checks", "given"):
-                cell.metadata["jupyter"] = {"source_hidden": True}
-            if c.kind == "demo":
-                cell.metadata["tags"] = ["demo"]
-        nb.cells.append(cell)
+            nb.cells.append(cell)
+        elif c.kind == "tests":
+            nb.cells.append(code_cell("tests", c.grade_id, test_source(c), c.points))
+        elif c.kind != "mistakes":
+            nb.cells.append(code_cell(c.kind, c.grade_id, c.source))
+        if c.kind == "checks" and packed is not None:
+            nb.cells.append(code_cell("expected", EXPECTED_CELL, expected_cell_source(packed)))
     return nb
+
+
+# ----------------------------------------------------------------------------
+# The check helpers as inserted into a notebook
+
+
+def checks_source(without=()):
+    """autograder/checks.py, less the top-level functions named in ``without``."""
+    text = CHECKS.read_text()
+    if not without:
+        return text
+    lines = text.splitlines(keepends=True)
+    cut = set()
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef) and node.name in without:
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            cut.update(range(start - 1, node.end_lineno))
+    missing = set(without) - {n.name for n in ast.parse(text).body
+                              if isinstance(n, ast.FunctionDef)}
+    if missing:
+        raise ValueError(f"'# checks: without' names no helper: {sorted(missing)}")
+    return "".join(line for i, line in enumerate(lines) if i not in cut)
+
+
+# ----------------------------------------------------------------------------
+# Test cells: what the learner's notebook runs, and what the grader runs
+
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+EXPECTED_BEGIN, EXPECTED_END = "### BEGIN EXPECTED", "### END EXPECTED"
+REPORT = "report_checks()"
+EXPECTED_CELL = "expected_values"  # grade_id of the notebook cell holding them
+
+
+def _split_expected(cell):
+    """(lines before the EXPECTED block, the block's lines, the lines after)."""
+    lines = cell.source.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.strip() in (EXPECTED_BEGIN, EXPECTED_END)]
+    if not marks:
+        return lines, [], []
+    if len(marks) != 2 or lines[marks[0]].strip() != EXPECTED_BEGIN:
+        raise ValueError(f"{cell.grade_id}: one '{EXPECTED_BEGIN}' ... '{EXPECTED_END}' block, please")
+    a, b = marks
+    return lines[:a], lines[a + 1:b], lines[b + 1:]
+
+
+def test_source(cell):
+    """A test cell as the instructor notebook holds it: the EXPECTED block
+    replaced by a line that reads the values, ``report_checks()`` at the end."""
+    before, block, after = _split_expected(cell)
+    middle = []
+    if block:
+        indent = re.match(r"\s*", block[0]).group() if block[0].strip() else ""
+        middle = [f'{indent}want = expected("{cell.grade_id}")']
+    return "\n".join(before + middle + after).rstrip() + "\n" + REPORT
+
+
+def visible_source(cell):
+    """The test cell of the learner's notebook (hidden tests removed as
+    nbgrader removes them): the grader's visible checks run exactly this."""
+    out, hidden = [], False
+    for line in test_source(cell).splitlines():
+        if line.strip() == HIDDEN_BEGIN:
+            hidden = True
+        elif line.strip() == HIDDEN_END:
+            hidden = False
+        elif not hidden:
+            out.append(line)
+    return "\n".join(out)
+
+
+class _DropVisibleChecks(ast.NodeTransformer):
+    """Remove ``with check(...)`` blocks outside the hidden parts."""
+
+    def __init__(self, hidden_lines):
+        self.hidden_lines = hidden_lines
+
+    def visit_With(self, node):
+        is_check = any(isinstance(i.context_expr, ast.Call)
+                       and getattr(i.context_expr.func, "id", None) == "check" for i in node.items)
+        if is_check and node.lineno not in self.hidden_lines:
+            return ast.Pass()
+        return self.generic_visit(node)
+
+
+def hidden_source(cell):
+    """The code the grader runs for a cell's hidden checks: the whole cell with
+    its visible checks removed (their set-up stays, hidden blocks may use it)
+    and the hidden blocks flagged (``_checks._hidden``)."""
+    lines, hidden, inside = [], set(), False
+    for n, line in enumerate(test_source(cell).splitlines(), start=1):
+        indent = line[: len(line) - len(line.lstrip())]
+        if line.strip() == HIDDEN_BEGIN:
+            line, inside = indent + "_checks._hidden = True", True
+        elif line.strip() == HIDDEN_END:
+            line, inside = indent + "_checks._hidden = False", False
+        elif inside:
+            hidden.add(n)
+        if line.strip() != REPORT:
+            lines.append(line)
+    tree = _DropVisibleChecks(hidden).visit(ast.parse("\n".join(lines)))
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def has_hidden(assignment):
+    return any(HIDDEN_BEGIN in c.source for c in assignment.tests)
+
+
+# ----------------------------------------------------------------------------
+# The expected values: computed from the reference when notebooks are made
+
+
+class _Guard:
+    """Stands for a learner's function where only the reference may run."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(f"an EXPECTED block (or the set-up before it) called "
+                           f"{self.name}, the learner's function: use ref.{self.name}")
+
+
+def compute_expected(a):
+    """{test cell grade_id: {name: value}}: what each EXPECTED block assigns to ``want``."""
+    from . import checks
+    base = {"np": np_module(), "ref": a.reference()}
+    for c in a.cells:
+        if c.kind in ("setup", "given", "mistakes"):
+            exec(compile(c.source, f"<source {c.grade_id}>", "exec"), base)
+    values = {}
+    for c in a.tests:
+        before, block, _ = _split_expected(c)
+        if not block:
+            continue
+        ns = dict(base)
+        ns.update({name: _Guard(name) for name in a.functions})
+        ns.update({"check": _Guard("check"), "want": checks.Expected()})
+        code = "\n".join(before + [textwrap.dedent("\n".join(block))])
+        exec(compile(code, f"<expected {c.grade_id}>", "exec"), ns)
+        values[c.grade_id] = dict(vars(ns["want"]))
+    return values
+
+
+def np_module():
+    import numpy
+    return numpy
+
+
+def digest(assignment_id):
+    """What the expected values of an assignment depend on: its source, the
+    reference package and the check helpers."""
+    h = hashlib.sha256()
+    for p in [SOURCE / assignment_id / f"{assignment_id}.md", CHECKS,
+              *sorted((ROOT / "solutions").glob("*.py"))]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def pack_expected(assignment_id, values):
+    """The text the notebook's expected-values cell holds."""
+    from .checks import _encode_plain
+    data = {"digest": digest(assignment_id), "values": values}
+    raw = json.dumps(_encode_plain(data), sort_keys=False, allow_nan=False).encode()
+    text = base64.b64encode(zlib.compress(raw, 9)).decode()
+    return "\n".join(text[i:i + 96] for i in range(0, len(text), 96))
+
+
+EXPECTED_HEADER = ("# The values the checks compare with, computed by the reference solutions\n"
+                   "# when this notebook was made (the notebook holds no code of theirs).\n")
+
+
+def expected_cell_source(packed):
+    body = "\n".join(f'    "{line}"' for line in packed.splitlines())
+    return f"{EXPECTED_HEADER}expected = expected_from(load_expected(\n{body}\n)[\"values\"])"
+
+
+class StaleNotebook(RuntimeError):
+    """The committed learner notebook does not match the sources."""
+
+
+@functools.lru_cache(maxsize=None)
+def expected(assignment_id):
+    """The expected values embedded in the committed learner notebook, after
+    checking that they were made from the current sources."""
+    from .checks import load_expected
+    path = EXERCISES / assignment_id / f"{assignment_id}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next((c for c in nb.cells if grade_id(c) == EXPECTED_CELL), None)
+    if cell is None:
+        return {}
+    calls = [n for n in ast.walk(ast.parse(cell.source))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "load_expected"]
+    data = load_expected(ast.literal_eval(calls[0].args[0]))
+    if data.get("digest") != digest(assignment_id):
+        raise StaleNotebook(f"{path} was made from other sources: run "
+                            "`python -m autograder notebooks` and commit the result")
+    return data["values"]

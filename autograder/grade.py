@@ -11,29 +11,46 @@ process, with each graded function replaced by a ``StudentFunction`` that
 calls into a sandbox; scoring data never passes through the student's
 process.
 
-Two processes per submission.  Visible checks call the *visible* process,
-checks inside ``### BEGIN/END HIDDEN TESTS`` call a second, *hidden* one
-that ran the same cells.  Everything the learner reads (cell errors, the
-messages of visible checks) comes from the visible process, which never
-receives a hidden input, so a submission cannot carry hidden inputs into
-its feedback (say, by raising them in a later visible check).  What the
-hidden process does is only counted; its problems are reported in fixed
-words.
+Two passes, two processes, one after the other.  The *visible* pass runs
+every test cell exactly as the learner's notebook has it (``course.
+visible_source``: the same code, comparing with the same expected values),
+calling a *visible* process; when it is done that process is stopped.  Only
+then does the *hidden* pass start a second process, which runs the same
+cells, and the hidden checks (``course.hidden_source``) call it.
+Everything the learner reads (cell errors, the messages of visible checks)
+comes from the visible process, which never receives a hidden input and is
+gone before any hidden input exists, so a submission cannot carry hidden
+inputs into its feedback, not even through a kernel object the two
+processes could share (the fence denies those too).  What the hidden process
+does is only counted; its problems are reported in fixed words.
 
-Time: each cell of the plan has ``cell_timeout``; the checks of one test
-cell share ``cell_timeout`` of the student's time; the whole notebook has
-``notebook_timeout``.  A cell that kills the process is reported and
-skipped, and the plan runs again without it.
+Arguments: in the visible pass a call's in-place changes come back, as in a
+notebook; in the hidden pass they never do, and a call that changes an
+argument its contract does not let it change fails (``calls.py``), so
+nothing a student's code does to its arguments can move the values the
+hidden checks compare with.
+
+Time is charged student time (``processes.StudentClock``), never the
+grader's own: each cell of the plan has ``cell_timeout``; the checks of one
+test cell share ``cell_timeout``; each process has ``notebook_timeout``.  A
+cell that kills the process is reported and skipped, and the plan runs
+again without it.
+
+The sandboxes' global random sources are seeded from ``sandbox_seed(seed)``,
+a keyed hash of the grading seed whose key is the reference solutions, which
+a sandbox cannot read: the grading seed (which draws the hidden inputs)
+cannot be recovered from anything inside a sandbox.
 """
+import hashlib
+import hmac
 import threading
-import time
 import zlib
 
 import nbformat
 import numpy as np
 
-from . import checks, course
-from .sandbox import Limits, Sandbox, StudentCrash, StudentError, StudentFunction
+from . import calls, checks, course, wire
+from .sandbox import Limits, Sandbox, StudentCrash, StudentError
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_CODE_CELLS = 1000
@@ -119,7 +136,7 @@ def plan(assignment, nb):
         gid = course.grade_id(cell)
         src = _text(cell.get("source", ""))
         if gid:
-            gid = gid[:200]
+            gid = wire.clean(gid, 200)
             seen_ids[gid] = seen_ids.get(gid, 0) + 1
             by_id[gid] = src  # the last copy of a duplicated cell wins
             order.append(("known", gid))
@@ -128,7 +145,7 @@ def plan(assignment, nb):
     for gid, n in sorted(seen_ids.items()):
         if n > 1:
             notes.append(f"Cell '{gid}' appears {n} times; the last copy was used.")
-    source_ids = {c.grade_id for c in assignment.cells if c.grade_id}
+    source_ids = {c.grade_id for c in assignment.cells if c.grade_id} | {course.EXPECTED_CELL}
     for gid in sorted(set(by_id) - source_ids):
         notes.append(f"Cell '{gid}' is not part of this assignment; it was run as your own cell.")
 
@@ -165,49 +182,58 @@ class TestCellStopped(Exception):
         self.exc, self.hidden = exc, hidden
 
 
-def run_hidden_aware(source, namespace):
-    """Execute a test cell, flagging the checks inside hidden blocks."""
-    lines = []
-    for line in source.splitlines():
-        if line.strip() == "### BEGIN HIDDEN TESTS":
-            line = line[: len(line) - len(line.lstrip())] + "_checks._hidden = True"
-        elif line.strip() == "### END HIDDEN TESTS":
-            line = line[: len(line) - len(line.lstrip())] + "_checks._hidden = False"
-        lines.append(line)
+def run_test_code(source, namespace, label):
+    """Execute a test cell's code; an exception outside a check stops it."""
     checks._hidden = False
     try:
-        exec(compile("\n".join(lines), "<test cell>", "exec"), namespace)
+        exec(compile(source, label, "exec"), namespace)
     except Exception as exc:
         raise TestCellStopped(exc, checks._hidden) from None
     finally:
         checks._hidden = False
 
 
+def sandbox_seed(seed):
+    """The seed of a sandbox's global random sources: a keyed hash of the
+    grading seed (key: the reference solutions, which no sandbox can read)."""
+    key = b"".join(p.read_bytes() for p in sorted((course.ROOT / "solutions").glob("*.py")))
+    digest = hmac.new(hashlib.sha256(key).digest(), f"sandbox:{seed}".encode(), "sha256")
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
 class Runner:
-    """The student's process for one role (visible or hidden checks),
-    started on first use and restarted, up to MAX_RESTARTS, if it dies."""
+    """The student's process for one pass (visible or hidden checks), started
+    on first use and restarted, up to MAX_RESTARTS, if it dies."""
 
     def __init__(self, session, hidden):
         self.session, self.hidden = session, hidden
         self.sandbox = None
         self.started = False
         self.restarts = 0
+        self.used = 0.0  # charged seconds of the processes retired so far
+        self.plan_events = 0  # events of the live process while it ran the plan
         self.cell_errors = []
         self.events = []
         self.info = {}
         self.output = b""
         self.lock = threading.Lock()
 
+    @property
+    def left(self):
+        """Charged seconds this pass may still use (``notebook_timeout`` in all)."""
+        live = self.sandbox.charged if self.sandbox is not None else 0.0
+        return self.session.limits.notebook_timeout - self.used - live
+
     def _start(self, first):
         s = self.session
         skip = set()
         while True:
-            sb = Sandbox(s.limits, s.seed)
+            sb = Sandbox(s.limits, s.sandbox_seed)
             try:
                 sb.start()
             except StudentCrash:
-                if not (self.hidden and first):
-                    self._collect(sb)
+                self.plan_events = 0
+                self._collect(sb)
                 sb.close()
                 raise
             self.info = dict(sb.info)
@@ -215,31 +241,31 @@ class Runner:
             for n, (label, src) in enumerate(s.steps):
                 if n in skip:
                     continue
-                left = s.deadline - time.monotonic()
+                left = self.left - sb.charged
                 if left <= 0:
-                    if first:
+                    if first and not self.hidden:
                         self.events.append("The notebook's time limit "
                                            f"({s.limits.notebook_timeout:g} s) was reached.")
                     break
                 try:
                     sb.exec(src, label, timeout=min(s.limits.cell_timeout, left))
                 except StudentError as exc:
-                    if first:
+                    if first and not self.hidden:
                         self.cell_errors.append({"cell": label, "error": str(exc)})
                 except StudentCrash as exc:
-                    if first:
+                    if first and not self.hidden:
                         self.cell_errors.append({"cell": label, "error": str(exc)})
-                    if not first and self.hidden:
-                        self.events.append(HIDDEN_TROUBLE)
                     crashed = n
                     break
             if crashed is None:
                 # The hidden process repeats the visible one's plan: only what
                 # happens after it (during the hidden checks) is its own news.
-                sb.plan_events = len(sb.events) if self.hidden else 0
+                self.plan_events = len(sb.events) if self.hidden else 0
                 self.sandbox = sb
                 return
+            self.used += sb.charged
             if not self.hidden:
+                self.plan_events = 0
                 self._collect(sb)
             sb.close()
             skip.add(crashed)
@@ -253,27 +279,21 @@ class Runner:
                 self._retire()
                 if self.restarts >= MAX_RESTARTS:
                     raise StudentCrash("not run: your notebook's process stopped too often")
-                if time.monotonic() > self.session.deadline:
+                if self.left <= 0:
                     raise StudentCrash("not run: the notebook's time limit was reached")
                 self.restarts += 1
                 self._start(first=False)
             return self.sandbox
 
-    def warm(self):
-        """Start ahead of the first call (in a thread); errors surface on get()."""
-        try:
-            self.get()
-        except Exception:
-            pass
-
     def _collect(self, sb):
-        for e in sb.events[sb.plan_events:]:
+        for e in sb.events[self.plan_events:]:
             if e not in self.events:
                 self.events.append(e)
 
     def _retire(self):
         if self.sandbox is not None:
             self._collect(self.sandbox)
+            self.used += self.sandbox.charged
             self.output = bytes(self.sandbox.output)
             self.sandbox.close()
             self.sandbox = None
@@ -285,134 +305,167 @@ class Runner:
 
 
 class Session:
-    """The processes of one submission and the time they may use."""
+    """The processes of one submission, the pass in progress and the time left."""
 
-    def __init__(self, steps, limits, seed, split_hidden):
-        self.steps, self.limits, self.seed = steps, limits, seed
-        self.deadline = time.monotonic() + limits.notebook_timeout
-        self.cell_deadline = self.deadline
-        self.cell = None
+    def __init__(self, steps, limits, seed, policy):
+        self.steps, self.limits, self.policy = steps, limits, policy
+        self.sandbox_seed = sandbox_seed(seed)
         self.visible = Runner(self, hidden=False)
-        self.hidden = Runner(self, hidden=True) if split_hidden else None
+        self.hidden = Runner(self, hidden=True)
+        self.runner = self.visible
+        self.cell = None
+        self.cell_left = limits.cell_timeout
         self.budget_events = []
-
-    def prepare(self):
-        warm = None
-        if self.hidden is not None:
-            warm = threading.Thread(target=self.hidden.warm, daemon=True)
-            warm.start()
-        try:
-            self.visible.get()
-        finally:
-            if warm is not None:
-                warm.join()
 
     def begin_cell(self, grade_id):
         self.cell = grade_id
-        self.cell_deadline = time.monotonic() + self.limits.cell_timeout
+        self.cell_left = self.limits.cell_timeout
+
+    def start_hidden_pass(self):
+        """The visible process is stopped before the hidden one exists."""
+        self.visible.close()
+        self.runner = self.hidden
 
     def call(self, name, args, kwargs):
-        runner = self.hidden if (checks._hidden and self.hidden is not None) else self.visible
+        runner = self.runner
+        hidden = runner is self.hidden
         late = (f"The checks of {self.cell} used up the cell's time limit "
                 f"({self.limits.cell_timeout:g} s of your code's time), so your code was stopped "
                 "and the checks after that failed.")
-        if self.deadline < self.cell_deadline:
+        sandbox = runner.get()
+        left = min(self.cell_left, runner.left)
+        if runner.left < self.cell_left:
             late = (f"The notebook's time limit ({self.limits.notebook_timeout:g} s) was reached, "
                     "so your code was stopped and the checks after that failed.")
-        left = min(self.cell_deadline, self.deadline) - time.monotonic()
         if left <= 0:
-            if not runner.hidden and late not in self.budget_events:
+            if not hidden and late not in self.budget_events:
                 self.budget_events.append(late)
             raise StudentCrash(f"not run: the time limit of {self.cell} was used up")
-        return runner.get().call(name, args, kwargs, timeout=left, late=late)
+        before = sandbox.charged
+        may_change = self.policy.may_change(name, args, kwargs) if hidden else None
+        try:
+            result, after, warned = sandbox.call(name, args, kwargs, timeout=left, late=late)
+        finally:
+            self.cell_left -= sandbox.charged - before
+        if hidden:
+            changed = calls.changed_arguments(name, args, kwargs, after, may_change)
+            if changed:
+                raise StudentError(f"{name} changed its {', '.join(changed)} in place; the "
+                                   "functions of this course must not modify their inputs",
+                                   "ValueError")
+            calls.give_back(args, kwargs, after, may_change)
+        else:
+            calls.give_back(args, kwargs, after)
+        calls.relay_warnings(warned)
+        return result
 
     def events(self):
         out = list(self.visible.events) + self.budget_events
-        if self.hidden is not None and (self.hidden.events or self.hidden.restarts):
+        if self.hidden.started and (self.hidden.events or self.hidden.restarts
+                                    or self.hidden.cell_errors):
             out.append(HIDDEN_TROUBLE)
         return out
 
     def close(self):
         output = self.visible.close()
-        if self.hidden is not None:
-            self.hidden.close()
-        return output
+        self.hidden.close()
+        return output or self.visible.output
 
 
-def grade_notebook(assignment, nb, limits=None, seed=0, split_hidden=True):
-    """Score a parsed submission; returns the results dict (Gradescope-like).
+def _records(cell, source, namespace, label, hidden):
+    """Run one pass of a test cell; its check records."""
+    checks._results = []
+    try:
+        run_test_code(source, namespace, label)
+        return list(checks._results)
+    except TestCellStopped as stop:
+        # Outside any check: the checks after it never ran, so none of this
+        # pass's checks of the cell can be trusted.
+        if hidden:
+            record = {"name": f"{cell.grade_id}: hidden checks", "hidden": True,
+                      "message": "the hidden checks could not run to the end"}
+        else:
+            record = {"name": f"{cell.grade_id}: test cell", "hidden": False,
+                      "message": f"the checks could not run: {checks._explain(stop.exc)}"}
+        return [dict(record, weight=1.0, passed=False)] + \
+            [dict(r, passed=False) for r in checks._results if r["hidden"] == hidden]
+    finally:
+        checks._results = None
 
-    split_hidden=False runs the hidden checks in the visible process too
-    (only for the test that shows why they are split).
-    """
+
+def grade_notebook(assignment, nb, limits=None, seed=0):
+    """Score a parsed submission; returns the results dict (Gradescope-like)."""
     limits = limits or Limits()
     steps, notes = plan(assignment, nb)
     notes = kernel_notes(nb) + notes
-    has_hidden = any("### BEGIN HIDDEN TESTS" in c.source for c in assignment.tests)
-    session = Session(steps, limits, seed, split_hidden and has_hidden)
-    ref = assignment.reference()
+    session = Session(steps, limits, seed, assignment.policy())
+    expected = checks.expected_from(course.expected(assignment.id))
     trusted = {}
     for c in assignment.cells:  # the instructor's own set-up, run here too
         if c.kind in ("setup", "given"):
             exec(compile(c.source, f"<source {c.grade_id}>", "exec"), trusted)
-    helpers = {k: getattr(checks, k) for k in dir(checks) if not k.startswith("__")}
-    tests = []
+    base = dict(trusted)
+    base.update(assignment.helpers)
+    base.update({"np": np, "_checks": checks, "expected": expected})
+    for fn in assignment.functions:
+        base[fn] = calls.StudentFunction(session.call, fn)
+    by_cell = {c.grade_id: [] for c in assignment.tests}
     try:
         try:
-            session.prepare()
+            session.visible.get()
         except StudentCrash:
             pass  # reported in the events; every check then fails on its own
         for cell in assignment.tests:
-            ns = dict(trusted)
-            ns.update(helpers)
-            ns.update({"np": np, "ref": ref, "_checks": checks,
-                       "grading_rng": np.random.default_rng(
-                           [seed, zlib.crc32(cell.grade_id.encode())])})
-            for fn in assignment.functions:
-                ns[fn] = StudentFunction(session.call, fn)
             session.begin_cell(cell.grade_id)
-            checks._results = []
-            try:
-                run_hidden_aware(cell.source, ns)
-                records = checks._results
-            except TestCellStopped as stop:
-                # Outside any check: the checks after it never ran, so none
-                # of this cell's checks can be trusted.
-                if stop.hidden:
-                    record = {"name": f"{cell.grade_id}: hidden checks", "hidden": True,
-                              "message": "the hidden checks could not run to the end"}
-                else:
-                    record = {"name": f"{cell.grade_id}: test cell", "hidden": False,
-                              "message": f"the checks could not run: {checks._explain(stop.exc)}"}
-                records = [dict(record, weight=1.0, passed=False)]
-                records += [dict(r, passed=False) for r in checks._results]
-            finally:
-                checks._results = None
-            total = sum(r["weight"] for r in records) or 1.0
-            for r in records:
-                share = cell.points * r["weight"] / total
-                tests.append({
-                    "name": r["name"], "cell": cell.grade_id,
-                    "score": round(share if r["passed"] else 0.0, 6),
-                    "max_score": round(share, 6),
-                    "output": r["message"],
-                    "visibility": "hidden" if r["hidden"] else "visible",
-                })
+            by_cell[cell.grade_id] += _records(cell, course.visible_source(cell), dict(base),
+                                               f"<test cell {cell.grade_id}>", hidden=False)
+        if course.has_hidden(assignment):
+            session.start_hidden_pass()
+            ref = assignment.reference()
+            for cell in assignment.tests:
+                if course.HIDDEN_BEGIN not in cell.source:
+                    continue
+                session.begin_cell(cell.grade_id)
+                ns = dict(base, ref=ref, grading_rng=np.random.default_rng(
+                    [seed, zlib.crc32(cell.grade_id.encode())]))
+                records = _records(cell, course.hidden_source(cell), ns,
+                                   f"<hidden tests {cell.grade_id}>", hidden=True)
+                by_cell[cell.grade_id] += [r for r in records if r["hidden"]]
     finally:
         output = session.close()
+    tests = []
+    for cell in assignment.tests:
+        records = by_cell[cell.grade_id]
+        total = sum(r["weight"] for r in records) or 1.0
+        for r in records:
+            share = cell.points * r["weight"] / total
+            tests.append({
+                "name": wire.clean(r["name"], 300), "cell": cell.grade_id,
+                "score": round(share if r["passed"] else 0.0, 6),
+                "max_score": round(share, 6),
+                "output": wire.clean(r["message"], 4000),
+                "visibility": "hidden" if r["hidden"] else "visible",
+            })
     score = round(sum(t["score"] for t in tests), 4)
-    restarts = session.visible.restarts + (session.hidden.restarts if session.hidden else 0)
+    extra_cells = [c.grade_id for c in assignment.tests if c.extra_credit]
+    extra = round(sum(t["score"] for t in tests if t["cell"] in extra_cells), 4)
     info = session.visible.info
     return {
         "score": score,
         "max_score": assignment.max_score,
+        "extra_credit": extra,
+        "extra_cells": extra_cells,
         "tests": tests,
-        "notes": notes,
-        "cell_errors": session.visible.cell_errors,
-        "events": session.events(),
+        "notes": [wire.clean(n, 1000) for n in notes],
+        "cell_errors": [{"cell": wire.clean(e["cell"], 200), "error": wire.clean(e["error"], 4000)}
+                        for e in session.visible.cell_errors[:50]],
+        "events": [wire.clean(e, 1000) for e in session.events()],
         "student_output": output.decode("utf-8", "replace")[-4000:],
         "sandbox": {"landlock_abi": info.get("landlock", 0), "scoped": info.get("scoped", False),
                     "isolation": info.get("isolation", "none"),
-                    "private_tmpfs": bool(info.get("tmpfs")), "restarts": restarts},
+                    "private_tmpfs": bool(info.get("tmpfs")),
+                    "ipc_namespace": bool(info.get("ipc_namespace")),
+                    "seccomp": bool(info.get("seccomp")),
+                    "restarts": session.visible.restarts + session.hidden.restarts},
         "seed": seed,
     }

@@ -130,7 +130,8 @@ def notebooks_in(folder):
 def run(submission, results, settings=None):
     """Grade the notebook in ``submission`` into Gradescope's ``results`` file."""
     from . import course, grade, report
-    from .sandbox import Limits, become_subreaper
+    from .processes import ScratchRoot, become_subreaper
+    from .sandbox import Limits
     become_subreaper()
     cfg_path = course.ROOT / "gradescope.json"
     cfg = settings or (json.loads(cfg_path.read_text()) if cfg_path.exists() else {})
@@ -146,7 +147,8 @@ def run(submission, results, settings=None):
         limits = Limits(cell_timeout=cfg.get("timeout", 30.0),
                         notebook_timeout=cfg.get("notebook_timeout", 300.0),
                         memory_mb=cfg.get("memory", 2048))
-        result = grade.grade_notebook(course.load(aid), nb, limits, seed)
+        with ScratchRoot():
+            result = grade.grade_notebook(course.load(aid), nb, limits, seed)
         result["notes"] = [f"Graded {path.name} as assignment {aid}."] + result["notes"]
     out = report.gradescope_results(result)
     Path(results).parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Generates the learner notebooks in ``exercises/`` with nbgrader.
 
-source/<id>/<id>.md  --(course.instructor_notebook)-->  instructor notebook
+source/<id>/<id>.md  --(course.compute_expected: the reference runs the EXPECTED blocks)
+                     --(course.instructor_notebook)-->  instructor notebook
                      --(nbgrader generate_assignment)-->  exercises/<id>/<id>.ipynb
 
 The learner notebooks are committed so the book can offer them for download;
@@ -23,7 +24,8 @@ def generate(assignment_id, workdir):
     src = root / "source" / assignment_id
     src.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text("c = get_config()\n")
-    nbformat.write(course.instructor_notebook(a), src / f"{assignment_id}.ipynb")
+    packed = course.pack_expected(assignment_id, course.compute_expected(a))
+    nbformat.write(course.instructor_notebook(a, packed), src / f"{assignment_id}.ipynb")
     subprocess.run(
         [sys.executable, "-m", "nbgrader", "generate_assignment", assignment_id,
          "--force", "--log-level=WARN", f"--CourseDirectory.root={root}",

@@ -9,15 +9,43 @@ results.json is Gradescope's format.  Learners see its top-level ``output``
 and the visible tests; hidden tests carry ``visibility: "hidden"`` and the
 grader's own output is ``stdout_visibility: "hidden"``.  feedback.html shows
 visible checks in full and hidden ones only as "k of n passed".
+
+Every writer is total: the texts in a result were cleaned where they came
+in (``wire.clean``), lists are capped here (``MAX_ITEMS`` notes, events or
+cell errors, each with a note of what was left out), and files are written
+as UTF-8 with any unencodable character replaced, so what a student wrote
+can neither stop a report from being written nor make it large.
 """
 import csv
 import html
 import json
+import sys
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 CSV_COLUMNS = ["student_id", "assignment", "score", "max_score", "status", "seed", "message"]
+MAX_ITEMS = 30  # notes, events or cell errors shown per submission
+
+
+def capped(items, what="more"):
+    """At most MAX_ITEMS of ``items``, the rest summed up in one line."""
+    items = list(items or [])
+    if len(items) <= MAX_ITEMS:
+        return items
+    return items[:MAX_ITEMS] + [f"... and {len(items) - MAX_ITEMS} {what} not shown."]
+
+
+def _write(path, text):
+    Path(path).write_text(text, encoding="utf-8", errors="replace")
+
+
+def score_line(result):
+    """'39 / 39' or '39 / 39, +4 extra credit'."""
+    extra = result.get("extra_credit", 0.0)
+    base = result["score"] - extra
+    line = f"{base:g} / {result['max_score']:g}"
+    return line + (f", +{extra:g} extra credit" if extra else "")
 
 
 def _cell(value):
@@ -40,10 +68,13 @@ def summary(status, result):
 def gradescope_results(result):
     """The Gradescope results format (hidden tests marked ``hidden``)."""
     lines = []
-    lines += result.get("notes", [])
-    lines += result.get("events", [])
-    for e in result.get("cell_errors", []):
+    lines += capped(result.get("notes"), "more notes")
+    lines += capped(result.get("events"))
+    errors = result.get("cell_errors", [])
+    for e in errors[:MAX_ITEMS]:
         lines.append(f"Error in {e['cell']}:\n{e['error']}")
+    if len(errors) > MAX_ITEMS:
+        lines.append(f"... and {len(errors) - MAX_ITEMS} more errors not shown.")
     return {
         "score": float(result["score"]),
         "max_score": float(result["max_score"]),
@@ -60,12 +91,13 @@ def gradescope_results(result):
 def write_submission(out, student, assignment, result):
     folder = Path(out) / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(gradescope_results(result), indent=2))
-    (folder / "feedback.html").write_text(feedback_html(student, assignment, result))
+    _write(folder / "results.json", json.dumps(gradescope_results(result), indent=2))
+    _write(folder / "feedback.html", feedback_html(student, assignment, result))
 
 
 def write_csv(out, rows):
-    with open(Path(out) / "grades.csv", "w", newline="", encoding="utf-8") as f:
+    with open(Path(out) / "grades.csv", "w", newline="", encoding="utf-8",
+              errors="replace") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for r in rows:
@@ -105,20 +137,29 @@ def record_in_gradebook(db_url, assignments, graded):
         for student, aid, result in graded:
             if aid not in assignments:
                 continue
-            gb.update_or_create_student(student)
-            gb.update_or_create_submission(aid, student)
-            per_cell = {c.grade_id: 0.0 for c in assignments[aid].tests}
-            for t in result.get("tests", []):
-                per_cell[t["cell"]] = per_cell.get(t["cell"], 0.0) + t["score"]
-            extra = {c.grade_id for c in assignments[aid].tests if c.extra_credit}
-            for gid, score in per_cell.items():
-                grade = gb.find_grade(gid, aid, aid, student)
-                if gid in extra:
-                    grade.auto_score, grade.extra_credit = 0.0, round(score, 4)
-                else:
-                    grade.auto_score = round(score, 4)
-                grade.needs_manual_grade = False
-            gb.db.commit()
+            try:
+                _record(gb, assignments[aid], student, result)
+            except Exception as exc:  # that student's grades only
+                gb.db.rollback()
+                print(f"could not record {student}/{aid} in the gradebook: "
+                      f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _record(gb, a, student, result):
+    gb.update_or_create_student(student)
+    gb.update_or_create_submission(a.id, student)
+    per_cell = {c.grade_id: 0.0 for c in a.tests}
+    for t in result.get("tests", []):
+        per_cell[t["cell"]] = per_cell.get(t["cell"], 0.0) + t["score"]
+    extra = {c.grade_id for c in a.tests if c.extra_credit}
+    for gid, score in per_cell.items():
+        grade = gb.find_grade(gid, a.id, a.id, student)
+        if gid in extra:
+            grade.auto_score, grade.extra_credit = 0.0, round(score, 4)
+        else:
+            grade.auto_score = round(score, 4)
+        grade.needs_manual_grade = False
+    gb.db.commit()
 
 
 def feedback_html(student, assignment, result):
@@ -130,16 +171,20 @@ def feedback_html(student, assignment, result):
              ".ok{color:#1a7f37}.bad{color:#c62828}pre{background:#f4f4f4;padding:.6em;"
              "overflow-x:auto;white-space:pre-wrap}td,th{padding:.2em .8em;text-align:left}"
              "</style></head><body>",
-             f"<h1>{e(assignment)}: {result['score']:g} / {result['max_score']:g}</h1>",
+             f"<h1>{e(assignment)}: {e(score_line(result))}</h1>",
              f"<p>Student: {e(student)}</p>"]
-    for title, items in (("Notes", result.get("notes", [])),
-                         ("What happened while running your notebook", result.get("events", []))):
+    for title, items in (("Notes", capped(result.get("notes"), "more notes")),
+                         ("What happened while running your notebook",
+                          capped(result.get("events")))):
         if items:
             parts.append(f"<h2>{title}</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in items) + "</ul>")
     if result.get("cell_errors"):
         parts.append("<h2>Errors in your cells</h2>")
-        for err in result["cell_errors"]:
+        for err in result["cell_errors"][:MAX_ITEMS]:
             parts.append(f"<p>{e(err['cell'])}</p><pre>{e(err['error'])}</pre>")
+        if len(result["cell_errors"]) > MAX_ITEMS:
+            parts.append(f"<p>... and {len(result['cell_errors']) - MAX_ITEMS} more errors "
+                         "not shown.</p>")
     cells = OrderedDict()
     for t in result.get("tests", []):
         cells.setdefault(t["cell"], []).append(t)
@@ -148,7 +193,8 @@ def feedback_html(student, assignment, result):
     for cell, tests in cells.items():
         got = sum(t["score"] for t in tests)
         total = sum(t["max_score"] for t in tests)
-        parts.append(f"<h3>{e(cell)}: {got:.4g} / {total:.4g}</h3><ul>")
+        extra = " (extra credit)" if cell in result.get("extra_cells", ()) else ""
+        parts.append(f"<h3>{e(cell)}{extra}: {got:.4g} / {total:.4g}</h3><ul>")
         for t in tests:
             if t["visibility"] == "hidden":
                 continue

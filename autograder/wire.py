@@ -11,8 +11,14 @@ from the other of a submission's two processes, is refused, never
 confused with another object.
 
 Limits, each an error the student reads rather than a crash of the grader:
-a frame of at most ``MAX_FRAME`` bytes, nesting at most ``MAX_DEPTH`` deep,
-integers of at most ``MAX_INT_BITS`` bits (exact, beyond 64 bits too).
+a frame of at most ``MAX_FRAME`` bytes holding at most ``MAX_ITEMS`` JSON
+values (counted on the raw bytes before parsing, so a frame of a million
+empty dicts cannot make the grader build them: decoding costs a small
+multiple of the frame's size, whatever it holds), nesting at most
+``MAX_DEPTH`` deep, integers of at most ``MAX_INT_BITS`` bits (exact, beyond
+64 bits too).  Every string that arrives from the student's side is
+``clean``: valid UTF-8 (a lone surrogate becomes U+FFFD) and at most
+``MAX_TEXT`` characters, so no report can fail to be written because of it.
 
 This module is also sent verbatim to the worker process, so it imports only
 the standard library and NumPy.
@@ -26,7 +32,9 @@ import time
 
 import numpy as np
 
-MAX_FRAME = 64 * 2**20  # a larger message is refused (the course's arrays are tiny)
+MAX_FRAME = 32 * 2**20  # a larger message is refused (the course's arrays are tiny)
+MAX_ITEMS = 200_000     # JSON values in one frame (arrays travel as one string each)
+MAX_TEXT = 20_000       # characters of one string from the student's side
 MAX_DEPTH = 64          # lists in dicts in tuples ...: deeper is an attack or a bug
 MAX_INT_BITS = 2**16    # exact integers (bins**D) cross; astronomically long ones do not
 _KINDS = "biufc"        # bool, int, uint, float, complex: nothing else crosses
@@ -71,6 +79,16 @@ class Closure:
 
 class WireError(TypeError):
     """A value that cannot cross (too deep, too large, not plain data)."""
+
+
+def clean(text, limit=MAX_TEXT):
+    """``text`` as valid UTF-8 of at most ``limit`` characters (with a note
+    when cut): safe to write into any report, whatever the student sent."""
+    if not isinstance(text, str):
+        text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + f" [... {len(text) - limit} more characters not shown]"
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class Encoder:
@@ -176,7 +194,8 @@ class Decoder:
     """The inverse of ``Encoder``.
 
     Worker side: ``store`` resolves handles and ``closure`` builds callables.
-    Grader side: ``owner`` is stamped on every handle received.
+    Grader side: ``owner`` is stamped on every handle received, and every
+    string is ``clean``.
     """
 
     def __init__(self, store=None, closure=None, owner=None):
@@ -189,6 +208,8 @@ class Decoder:
     def __call__(self, d):
         if isinstance(d, list):
             raise WireError("malformed message")
+        if isinstance(d, str):
+            return d if self.owner is None else clean(d)
         if not isinstance(d, dict):
             return d
         if "__ref__" in d:
@@ -253,37 +274,52 @@ def dumps(message):
     return struct.pack("<Q", len(data)) + data
 
 
-def send(fd, message, data=None):
+def send(fd, message, data=None, deadline=None):
+    """Write one frame.  With a ``deadline`` (time.monotonic()) ``fd`` must be
+    non-blocking, and a reader that stops reading raises TimeoutError."""
     view = memoryview(data if data is not None else dumps(message))
     while view:
-        n = os.write(fd, view)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise TimeoutError
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            continue
         view = view[n:]
 
 
-def recv(fd, deadline=None):
+def recv(fd, deadline=None, max_items=None):
     """Read one frame.
 
     Raises EOFError when the other side is gone, TimeoutError when the whole
     frame has not arrived by ``deadline`` (time.monotonic()), ValueError for a
-    frame that is not one of ours.
+    frame that is not one of ours or holds more than ``max_items`` values.
     """
     header = _read_exactly(fd, 8, deadline)
     (n,) = struct.unpack("<Q", header)
     if n > MAX_FRAME:
         raise ValueError(f"a message of {n} bytes is over the limit")
-    return json.loads(_read_exactly(fd, n, deadline))
+    data = _read_exactly(fd, n, deadline)
+    # Every JSON value but the outermost follows a '[', a ',' or a ':'; the
+    # count is an upper bound (those bytes inside strings count too).
+    if max_items is not None and (data.count(b",") + data.count(b"[")
+                                  + data.count(b":")) > max_items:
+        raise ValueError(f"a message of more than {max_items} values is over the limit")
+    return json.loads(data)
 
 
 def _read_exactly(fd, n, deadline):
-    chunks, got = [], 0
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
     while got < n:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
-        b = os.read(fd, min(n - got, 1 << 20))
-        if not b:
+        k = os.readv(fd, [view[got:got + (1 << 20)]])
+        if not k:
             raise EOFError
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
+        got += k
+    return buf

