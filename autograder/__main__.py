@@ -44,10 +44,15 @@ def main(argv=None):
             p.error(f"no such folder: {args.submitted}")
         if args.jobs < 1 or args.timeout <= 0 or args.memory < 256:
             p.error("--jobs >= 1, --timeout > 0 and --memory >= 256 please")
+        from .course import StaleNotebook
         limits = Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
                         memory_mb=args.memory)
-        rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
-                           seed=args.seed, db_url=args.db, progress=not args.quiet)
+        try:
+            rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
+                               seed=args.seed, db_url=args.db, progress=not args.quiet)
+        except StaleNotebook as exc:
+            print(f"cannot grade: {exc}", file=sys.stderr)
+            return 2
         total = sum(r["score"] for r in rows)
         print(f"graded {len(rows)} submissions into {args.out} "
               f"(mean score {total / max(1, len(rows)):.2f})")

@@ -331,6 +331,9 @@ def assert_raises(kind, what, call):
 def assert_unchanged(before, after, what):
     """Inputs must not be modified by the functions of this course."""
     if isinstance(before, dict):
+        if not isinstance(after, dict) or set(after) != set(before):
+            fail(f"{what} was modified in place (its keys changed); functions must not "
+                 "change their inputs.")
         for k in before:
             assert_unchanged(before[k], after[k], f"{what}[{k!r}]")
         return

@@ -11,7 +11,7 @@ builds the zip Gradescope asks for, from the same sources as everything else:
     run_autograder    run per submission: grades it and writes
                       /autograder/results/results.json
     gradescope.json   the grading settings chosen at build time
-    autograder/ solutions/ source/ requirements.txt constraints.txt pyproject.toml
+    autograder/ solutions/ source/ exercises/ requirements.txt constraints.txt pyproject.toml
 
 ``run_autograder`` takes the ``.ipynb`` from /autograder/submission (any
 name, any sub-folder: upload forms and zips rename things); the assignment
@@ -66,7 +66,7 @@ exec "$PYTHON" -m autograder.gradescope run \\
 """
 
 FILES = ["requirements.txt", "constraints.txt", "pyproject.toml"]
-FOLDERS = ["autograder", "solutions", "source"]
+FOLDERS = ["autograder", "solutions", "source", "exercises"]  # exercises: the expected values
 
 
 def build(out, assignment=None, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):

@@ -252,11 +252,31 @@ def become_subreaper():
 SCRATCH_ENV = "AUTOGRADER_SCRATCH"  # the parent folder of a grading run's scratch folders
 
 
+def passable(path):
+    """Whether every folder on the way to ``path`` lets any user through (a
+    sandbox with a uid of its own must reach its scratch folder)."""
+    path = os.path.realpath(path)
+    parts = path.strip("/").split("/")
+    for i in range(len(parts) + 1):
+        try:
+            if not os.stat("/" + "/".join(parts[:i])).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def temporary_parent():
+    """The temporary folder, or /tmp where the configured one is private."""
+    tmp = tempfile.gettempdir()
+    return tmp if passable(tmp) else "/tmp"
+
+
 def scratch_folder():
     """A new scratch folder, inside the grading run's parent folder when there is one."""
     parent = os.environ.get(SCRATCH_ENV)
-    if parent and not os.path.isdir(parent):
-        parent = None
+    if not parent or not os.path.isdir(parent):
+        parent = temporary_parent()
     return tempfile.mkdtemp(prefix="grading-", dir=parent)
 
 
@@ -265,7 +285,8 @@ class ScratchRoot:
     (also when grading processes were killed and could not clean up)."""
 
     def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="grading-run-")
+        self.path = tempfile.mkdtemp(prefix="grading-run-", dir=temporary_parent())
+        os.chmod(self.path, 0o711)  # a sandbox's own uid must pass through to its folder
         self.before = os.environ.get(SCRATCH_ENV)
         os.environ[SCRATCH_ENV] = self.path
         return self

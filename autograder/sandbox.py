@@ -79,6 +79,10 @@ class StudentCrash(Exception):
     """The student's process stopped (time limit, memory, a signal, ...)."""
 
 
+class SandboxFailed(RuntimeError):
+    """The grader could not set a sandbox up (no student code had run)."""
+
+
 class StudentError(Exception):
     """The student's code raised; ``args[0]`` is their traceback."""
 
@@ -179,6 +183,8 @@ class Sandbox:
         self._drain.start()
         self._send(settings)
         hello = self._receive(START_SECONDS, seq=0)
+        if "setup_error" in hello:  # before any student code: a problem of the grader's
+            raise SandboxFailed("the sandbox could not be set up:\n" + str(hello["setup_error"]))
         self.charged = 0.0  # starting up is the grader's time, not the student's
         self.info = {k: hello.get(k) for k in FENCE_KEYS}
         if not self.info["tmpfs"]:

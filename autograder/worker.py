@@ -188,13 +188,17 @@ def recorded(caught, limit=20):
 
 def main(argv):
     rfd, wfd = int(argv[1]), int(argv[2])
-    limits = recv(rfd)  # the settings come on the pipe, never on the command line
-    import numpy  # noqa: F401 - loaded before the fence goes up
     try:
-        import pyseccomp  # noqa: F401 - it finds libseccomp through ldconfig
-    except Exception:
-        pass
-    info = confine(limits)
-    os.chdir(limits["scratch"])
-    seed_everything(limits["sandbox_seed"])
+        limits = recv(rfd)  # the settings come on the pipe, never on the command line
+        import numpy  # noqa: F401 - loaded before the fence goes up
+        try:
+            import pyseccomp  # noqa: F401 - it finds libseccomp through ldconfig
+        except Exception:
+            pass
+        info = confine(limits)
+        os.chdir(limits["scratch"])
+        seed_everything(limits["sandbox_seed"])
+    except BaseException:  # noqa: B036 - no student code has run: the grader's problem
+        send(wfd, {"ok": False, "seq": 0, "setup_error": traceback.format_exc()[-3000:]})
+        raise
     serve(rfd, wfd, info)

@@ -30,6 +30,14 @@ from tests.conftest import ROOT, filled, release
 from tests.hostile import AID, CASES, Context
 
 CORPUS_TIMEOUT = 3  # --timeout of the corpus run: runaway cells cost this much
+CORPUS_SEED = 424242  # distinctive: no learner-visible file of the corpus may contain it
+
+
+def row_id(case):
+    """The student id a case is graded under (its folder name, or the safe id)."""
+    if case.folder is None:
+        return case.name
+    return classroom.student_id(os.fsdecode(case.folder))[0]
 
 
 def tree_digest(root, folders=("solutions", "source", "exercises", "autograder")):
@@ -51,9 +59,10 @@ def copy_course(dest):
     return dest
 
 
-def run_cli(root, *args, timeout=600):
+def run_cli(root, *args, timeout=900, env=None):
     return subprocess.run([sys.executable, "-m", "autograder", *map(str, args)],
-                          capture_output=True, text=True, cwd=root, timeout=timeout)
+                          capture_output=True, text=True, cwd=root, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
 
 
 def fence():
@@ -80,39 +89,63 @@ def corpus(tmp_path_factory):
     sub, out = base / "submitted", base / "out"
     ctx = Context(release(AID), filled(AID), root, out, ROOT)
     for case in CASES:
-        folder = sub / case.name / AID
+        folder = sub / os.fsdecode(case.folder if case.folder is not None else case.name) / AID
         folder.mkdir(parents=True)
         if case.layout:
             case.build(ctx, folder)
         else:
             (folder / f"{AID}.ipynb").write_bytes(case.build(ctx))
     before = tree_digest(root)
+    shm_before = sysv_objects()
+    tmp = base / "tmp"
+    tmp.mkdir()
     t = time.monotonic()
-    proc = run_cli(root, "grade", sub, "--out", out, "--jobs", 2,
-                   "--timeout", CORPUS_TIMEOUT, "--quiet")
+    proc = run_cli(root, "grade", sub, "--out", out, "--jobs", 2, "--timeout", CORPUS_TIMEOUT,
+                   "--seed", CORPUS_SEED, "--quiet", env={"TMPDIR": str(tmp)})
     seconds = time.monotonic() - t
     print(f"corpus of {len(CASES)} submissions graded in {seconds:.1f} s")
-    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))} \
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv", encoding="utf-8"))} \
         if (out / "grades.csv").exists() else {}
-    return {"proc": proc, "out": out, "root": root, "rows": rows,
-            "before": before, "after": tree_digest(root)}
+    return {"proc": proc, "out": out, "root": root, "rows": rows, "tmp": tmp,
+            "before": before, "after": tree_digest(root),
+            "shm_before": shm_before, "shm_after": sysv_objects()}
+
+
+def sysv_objects():
+    """The System V shared memory segments, semaphores and queues of the machine."""
+    found = set()
+    for kind in ("shm", "sem", "msg"):
+        try:
+            found |= {(kind, line.split()[1]) for line in
+                      Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]}
+        except OSError:
+            pass
+    return found
 
 
 def test_the_grader_survives_the_corpus(corpus):
     proc = corpus["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(corpus["rows"]) == {c.name for c in CASES}
+    assert set(corpus["rows"]) == {row_id(c) for c in CASES}
+
+
+def test_nothing_is_left_behind(corpus):
+    """No scratch folder in the temporary directory, no System V object in the kernel."""
+    assert list(corpus["tmp"].iterdir()) == []
+    assert corpus["shm_after"] <= corpus["shm_before"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_each_case_is_scored_and_explained(corpus, case):
-    row = corpus["rows"][case.name]
+    row = corpus["rows"][row_id(case)]
     assert row["status"] == case.status, row
     max_score = course.load(AID).max_score
     assert float(row["max_score"]) == max_score  # nothing in a notebook changes the maximum
     lo, hi = case.score
     assert lo * max_score - 1e-6 <= float(row["score"]) <= hi * max_score + 1e-6, row
-    folder = corpus["out"] / case.name / AID
+    folder = corpus["out"] / row_id(case) / AID
+    for name in ("feedback.html", "results.json"):  # what a student wrote cannot make them large
+        assert (folder / name).stat().st_size < 2**20, name
     feedback = html.unescape((folder / "feedback.html").read_text()).lower()
     for alternatives in case.says:
         assert any(a in feedback for a in alternatives), (alternatives, feedback[-3000:])
@@ -126,7 +159,7 @@ def test_each_case_is_scored_and_explained(corpus, case):
 def test_honest_students_are_unaffected(corpus):
     """Their results equal a grading of the same notebook on its own."""
     alone = report.gradescope_results(grade.grade_notebook(
-        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0))
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=CORPUS_SEED))
     for name in ("honest", "zz_honest"):
         got = json.loads((corpus["out"] / name / AID / "results.json").read_text())
         assert got == json.loads(json.dumps(alone)), name
@@ -148,6 +181,17 @@ def test_gradebook_holds_exactly_the_grades(corpus):
         for name, r in rows.items():
             sub = gb.find_submission(AID, name)
             assert sub.score == pytest.approx(float(r["score"]), abs=1e-3), name
+            assert name[:1] not in "=+-@" and name == name.encode("utf-8").decode("utf-8")
+
+
+def test_the_grading_seed_never_reaches_a_learner(corpus):
+    """Nothing a sandbox can read holds the grading seed (the show_settings case
+    put its command line and environment into its feedback)."""
+    shown = (corpus["out"] / "show_settings" / AID / "feedback.html").read_text()
+    assert "PYTHONHASHSEED" in html.unescape(shown)  # the case did show what it could read
+    for path in corpus["out"].glob(f"*/{AID}/*"):
+        text = path.read_text(encoding="utf-8")
+        assert str(CORPUS_SEED) not in text.replace(f'"seed": {CORPUS_SEED}', ""), path
 
 
 def test_feedback_never_shows_hidden_checks(corpus):
@@ -223,7 +267,7 @@ def test_disk_is_bounded_by_the_watcher_in_basic_mode():
 
 
 def test_no_network_and_no_proc(sb):
-    with pytest.raises(StudentError, match="unreachable|Permission denied"):
+    with pytest.raises(StudentError, match="unreachable|Permission denied|not permitted"):
         sb.exec("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                 "s.sendto(b'x', ('127.0.0.1', 9))", "<cell>")
     with pytest.raises(StudentError, match="Permission denied"):
@@ -256,7 +300,7 @@ def test_channel_attacks_end_in_a_crash_not_a_hang(attack, says):
 def test_a_forked_child_never_answers_for_the_worker(sb):
     sb.exec("import os\nchild = os.fork()\ndef f(x):\n    return x + 1\n", "<cell>")
     for i in range(20):
-        assert sb.call("f", [i], {}) == i + 1
+        assert sb.call("f", [i], {})[0] == i + 1
 
 
 def test_values_that_cannot_cross_are_errors_of_the_student(sb):
@@ -268,7 +312,7 @@ def test_values_that_cannot_cross_are_errors_of_the_student(sb):
             "def deep():\n    x = []\n    for _ in range(10**4):\n        x = [x]\n    return x\n"
             "def objects():\n    return np.array([1, 'a'], dtype=object)\n"
             "def big_int():\n    return 10**100\n", "<cell>")
-    got = sb.call("evil", [], {})
+    got = sb.call("evil", [], {})[0]
     assert type(got).__name__ == "Evil" and not np.asarray(got, dtype=object).shape
     with pytest.raises(StudentError, match="too large"):
         sb.call("huge", [], {})
@@ -276,7 +320,7 @@ def test_values_that_cannot_cross_are_errors_of_the_student(sb):
         sb.call("deep", [], {})
     with pytest.raises(StudentError, match="dtype"):
         sb.call("objects", [], {})
-    assert sb.call("big_int", [], {}) == 10**100  # exact integers cross (grid_cell_count)
+    assert sb.call("big_int", [], {})[0] == 10**100  # exact integers cross (grid_cell_count)
 
 
 def test_handles_of_a_dead_process_are_refused():
@@ -284,8 +328,8 @@ def test_handles_of_a_dead_process_are_refused():
         for s in (a, b):
             s.exec("class Box:\n    pass\ndef make():\n    return Box()\n"
                    "def take(x):\n    return type(x).__name__\n", "<cell>")
-        box = a.call("make", [], {})
-        assert a.call("take", [box], {}) == "Box"
+        box = a.call("make", [], {})[0]
+        assert a.call("take", [box], {})[0] == "Box"
         with pytest.raises(StudentError, match="earlier run"):
             b.call("take", [box], {})
 
@@ -353,14 +397,46 @@ def test_hidden_inputs_cannot_be_smuggled_into_feedback(monkeypatch):
     assert len(secret) > 20
     nb = filled(AID)
     nb.cells.append(nbformat.v4.new_code_cell(LEAK))
-    a = course.load(AID)
-    split = grade.grade_notebook(a, nb, seed=0)
-    text = _learner_text(split)
+    result = grade.grade_notebook(course.load(AID), nb, seed=0)
+    text = _learner_text(result)
     assert "LEAK" in text  # the smuggling channel works for what it may see ...
     assert not [v for v in secret if v in text]  # ... and carries no hidden input
-    # Without the second process the same notebook leaks them: the test can fail.
-    shared = grade.grade_notebook(a, nb, seed=0, split_hidden=False)
-    assert [v for v in secret if v in _learner_text(shared)]
+
+
+def test_the_hidden_process_starts_after_the_visible_one_is_gone(monkeypatch):
+    """The order that makes the leak above impossible, even through kernel
+    objects two live processes could share: every hidden input is sent to a
+    process started after the visible process died."""
+    log, live = [], {}
+    start, close, call = Sandbox.start, Sandbox.close, Sandbox.call
+
+    def logged_start(self):
+        out = start(self)
+        live[self.token] = self
+        log.append(("start", self.token))
+        return out
+
+    def logged_close(self):
+        if self.proc is not None:
+            log.append(("close", self.token))
+        return close(self)
+
+    def logged_call(self, *args, **kwargs):
+        log.append(("hidden call" if checks._hidden else "visible call", self.token,
+                    tuple(t for t, sb in live.items() if sb.alive and t != self.token)))
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "start", logged_start)
+    monkeypatch.setattr(Sandbox, "close", logged_close)
+    monkeypatch.setattr(Sandbox, "call", logged_call)
+    grade.grade_notebook(course.load(AID), filled(AID), seed=0)
+    monkeypatch.undo()
+    hidden = [e for e in log if e[0] == "hidden call"]
+    visible = [e for e in log if e[0] == "visible call"]
+    assert hidden and visible
+    assert all(others == () for _, _, others in hidden), "another sandbox was alive"
+    assert {t for _, t, _ in hidden}.isdisjoint({t for _, t, _ in visible})
+    assert log.index(hidden[0]) > log.index(visible[-1])
 
 
 # ----------------------------------------------------------------------------
@@ -376,7 +452,14 @@ def _coin(fn):
         u = np.random.default_rng().random() + random.random() + np.random.rand()
         return fn(z) if u % 1 < 0.5 else -fn(z)
     return f
+def _coin2(fn):
+    # the same with a generator seeded from fresh entropy, as the issue found
+    def f(z):
+        u = np.random.Generator(np.random.PCG64()).random()
+        return fn(z) if u < 0.5 else -fn(z)
+    return f
 sigmoid, relu, softmax, tanh_grad = _coin(sigmoid), _coin(relu), _coin(softmax), _coin(tanh_grad)
+sigmoid_grad, relu_grad = _coin2(sigmoid_grad), _coin2(relu_grad)
 '''
 
 
@@ -429,7 +512,7 @@ def test_a_hard_coded_answer_for_one_seed_fails_for_another(monkeypatch):
     def record(self, name, args, kwargs, **kw):
         key = ns["_key"]((name, list(args), dict(kwargs)))
         result = original(self, name, args, kwargs, **kw)
-        table[key] = result
+        table[key] = result[0]  # what the function returned
         return result
 
     a = course.load(AID)
@@ -538,9 +621,9 @@ def test_gradescope_package_grades_a_submission(tmp_path):
         names = set(z.namelist())
         assert {"setup.sh", "run_autograder", "requirements.txt", "constraints.txt",
                 "pyproject.toml", "gradescope.json"} <= names
-        for folder in ("autograder/", "solutions/", "source/"):
-            assert any(n.startswith(folder) for n in names), folder
-        assert not any("__pycache__" in n or n.startswith(("exercises/", "tests/"))
+        for folder in ("autograder/", "solutions/", "source/", "exercises/"):
+            assert any(n.startswith(folder) for n in names), folder  # exercises: expected values
+        assert not any("__pycache__" in n or n.startswith(("tests/", "book/", "demo/"))
                        for n in names)
         mode = z.getinfo("run_autograder").external_attr >> 16
         assert mode & 0o111
@@ -584,3 +667,113 @@ def test_gradescope_package_grades_a_submission(tmp_path):
 def _buggy():
     from autograder import demo
     return demo._introduce(filled(AID), demo.BUGS[AID][:1])
+
+
+# ----------------------------------------------------------------------------
+# Round two: arguments, the CPU, the channel's limits
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_changing_the_arguments_earns_nothing(aid):
+    """Every graded function returns what the reference gives for zeroed
+    inputs; with the inputs zeroed and emptied in place as well it earns no
+    more (a grader that let the changes reach the values it compares with
+    gave this full marks)."""
+    from tests.hostile import zero_inputs
+    a = course.load(aid)
+
+    def score(mutate):
+        nb = filled(aid)
+        nb.cells.append(nbformat.v4.new_code_cell(zero_inputs(a.functions, mutate)))
+        return grade.grade_notebook(a, nb, seed=0)["score"]
+
+    quiet, wrecking = score(False), score(True)
+    assert wrecking <= quiet < a.max_score, (wrecking, quiet)
+
+
+HOG = '''
+import os, time
+for _ in range(40):
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            pass
+time.sleep(30)
+'''
+
+
+def test_an_honest_student_beside_a_cpu_hog_gets_the_same_result(tmp_path):
+    """A classmate's 40 spinning processes (each its own session, past
+    autogroup scheduling) change nothing: time limits count the student's
+    own time."""
+    sub = tmp_path / "submitted"
+    for name, extra in (("honest", None), ("hog", HOG)):
+        nb = filled(AID)
+        if extra:
+            nb.cells.insert(len(nb.cells) // 2, nbformat.v4.new_code_cell(extra))
+        (sub / name / AID).mkdir(parents=True)
+        nbformat.write(nb, sub / name / AID / f"{AID}.ipynb")
+    proc = run_cli(ROOT, "grade", sub, "--out", tmp_path / "out", "--jobs", 2,
+                   "--timeout", CORPUS_TIMEOUT, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    alone = report.gradescope_results(grade.grade_notebook(
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0))
+    got = json.loads((tmp_path / "out" / "honest" / AID / "results.json").read_text())
+    assert got == json.loads(json.dumps(alone))
+    hog = json.loads((tmp_path / "out" / "hog" / AID / "results.json").read_text())
+    assert "ran for more than" in hog["output"]
+
+
+def test_a_process_that_stops_reading_cannot_block_the_grader():
+    """It answers the current request with a forged reply, then sleeps: the
+    grader's next (large) request cannot be written, and waits no longer
+    than its deadline."""
+    from autograder import sandbox
+    with Sandbox(Limits(cell_timeout=60)) as s:
+        s.exec("import json, os, struct, sys, time\n"
+               "seq = sys._getframe(1).f_locals['msg']['seq']\n"
+               "m = json.dumps({'ok': True, 'seq': seq}).encode()\n"
+               "os.write(int(sys.argv[2]), struct.pack('<Q', len(m)) + m)\n"
+               "time.sleep(600)\n", "<cell>")
+        t = time.monotonic()
+        with pytest.raises(StudentCrash, match="stopped reading"):
+            s.call("f", [np.zeros(2**20)], {})
+        assert time.monotonic() - t < sandbox.SEND_SECONDS + 30
+        assert any("stopped reading" in e for e in s.events)
+
+
+def test_decoding_a_frame_costs_a_small_multiple_of_its_size():
+    """A frame of empty dicts (millions of objects from a few bytes each) is
+    refused before it is parsed."""
+    import threading
+    import tracemalloc
+    from autograder import wire
+    frame = b"[" + b"{}," * (10 * 2**20 // 3) + b"{}]"
+    r, w = os.pipe()
+    writer = threading.Thread(target=wire.send, args=(w, None, wire.struct.pack("<Q", len(frame))
+                                                      + frame))
+    tracemalloc.start()
+    writer.start()
+    with pytest.raises(ValueError, match="values"):
+        wire.recv(r, deadline=time.monotonic() + 60, max_items=wire.MAX_ITEMS)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    writer.join()
+    os.close(r)
+    os.close(w)
+    assert peak < 3 * len(frame), peak
+
+
+def test_nbgrader_export_of_the_gradebook_holds_no_formula(corpus, tmp_path):
+    """Student ids that look like formulas were replaced when found, so the
+    CSV that nbgrader itself writes from the gradebook is safe too."""
+    out = tmp_path / "export.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "export", f"--to={out}",
+         f"--CourseDirectory.db_url=sqlite:///{corpus['out'] / 'gradebook.db'}",
+         f"--CourseDirectory.root={tmp_path}"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.reader(out.read_text(encoding="utf-8").splitlines()))
+    assert len(rows) > len(CASES) // 2
+    assert not [f for r in rows for f in r if f[:1] in ("=", "+", "@") or f.startswith("-") and
+                not f[1:2].isdigit()]

@@ -67,12 +67,29 @@ def test_no_process_is_left_behind():
 def test_patching_numpy_in_the_sandbox_does_not_reach_the_grader(sb):
     sb.exec("import numpy as np\nnp.allclose = lambda *a, **k: True\n"
             "def f(x):\n    return x * 0\n", "<cell>")
-    out = sb.call("f", [np.ones(3)], {})
+    out, _, _ = sb.call("f", [np.ones(3)], {})
     assert not np.allclose(out, np.ones(3))
 
 
-def test_arguments_changed_in_place_are_copied_back(sb):
+def test_arguments_changed_in_place_come_back_as_in_a_notebook(sb):
+    from autograder import calls
     sb.exec("def g(x, d):\n    x[0] = 7.0\n    d['k'] = 1\n    return None\n", "<cell>")
     x, d = np.zeros(2), {}
-    sb.call("g", [x, d], {})
+    _, after, _ = sb.call("g", [x, d], {})
+    assert calls.changed_arguments("g", [np.zeros(2), {}], {}, after, (set(), set())) == \
+        ["argument 1", "argument 2"]
+    calls.give_back([x, d], {}, after)
     assert x[0] == 7.0 and d == {"k": 1}
+
+
+def test_warnings_of_a_call_come_back_and_obey_the_checks_filters(sb):
+    import warnings
+    from autograder import calls
+    sb.exec("import numpy as np\ndef f(z):\n    return 1 / (1 + np.exp(-z))\n", "<cell>")
+    _, _, warned = sb.call("f", [np.array([-1000.0])], {})
+    assert warned and warned[0][0] == "RuntimeWarning" and "overflow" in warned[0][1]
+    calls.relay_warnings(warned)  # default filters: nothing happens
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match="overflow"):
+            calls.relay_warnings(warned)

@@ -9,7 +9,10 @@ says what grading must make of it:
 - ``says``: what the learner's feedback must mention (each entry a tuple of
   alternatives, any one of which will do, compared case-insensitively);
 - ``status``: the status in grades.csv;
-- ``clean``: its feedback reports no trouble at all.
+- ``clean``: its feedback reports no trouble at all;
+- ``folder``: the student folder's name (str, or bytes for a name that is
+  not UTF-8) when it is not the case's name; such a student is graded under
+  ``classroom.student_id``'s safe id.
 
 ``tests/test_hostile.py`` grades all of them in one class, through the real
 command line, beside honest students whose results must not change.
@@ -33,6 +36,7 @@ class Case:
     status: str = "graded"
     layout: bool = False     # build writes into the submission folder itself
     clean: bool = False      # nothing may go wrong while it runs (no events, no cell errors)
+    folder: object = None    # the student folder's name, if not ``name``
 
 
 class Context:
@@ -152,6 +156,66 @@ def _huge(ctx, folder):
         f.truncate(100 * 2**20)  # 100 MB (sparse: costs no disk)
 
 
+def _surrogate_grade_id(ctx):
+    nb = json.loads(_bytes(_copy(ctx.filled)))
+    nb["cells"].append({"cell_type": "code", "source": "x = 1\n", "metadata": {
+        "nbgrader": {"grade_id": "mine_\udcff", "solution": True}}, "outputs": [],
+        "execution_count": None, "id": "surrogate"})
+    return json.dumps(nb, ensure_ascii=True).encode()
+
+
+def _non_utf8_file_name(ctx, folder):
+    (folder / os.fsdecode(b"caf\xe9.ipynb")).write_bytes(_bytes(_copy(ctx.filled)))
+
+
+# Every graded function of the assignment, made to zero its array arguments and
+# empty its dict arguments after computing its result from zeroed copies: the
+# constants a reference fed with zeros returns.  Against a grader that let
+# in-place changes reach the values it compares with, this earned full marks.
+ZERO_INPUTS = '''
+import copy as _copy
+import numpy as _np
+
+def _zeroed(v):
+    if isinstance(v, _np.ndarray) and v.dtype.kind in "fc":
+        return _np.zeros_like(v)
+    if isinstance(v, dict):
+        return {k: _zeroed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_zeroed(x) for x in v]
+    return v
+
+def _wreck(v):
+    if isinstance(v, _np.ndarray) and v.dtype.kind in "fc" and v.flags.writeable:
+        v[...] = 0
+    elif isinstance(v, dict):
+        for x in v.values():
+            _wreck(x)
+        v.clear()
+    elif isinstance(v, list):
+        for x in v:
+            _wreck(x)
+
+def _attack(fn, mutate):
+    def f(*args, **kwargs):
+        out = fn(*_zeroed(list(args)), **_zeroed(kwargs))
+        if mutate:
+            for a in list(args) + list(kwargs.values()):
+                _wreck(a)
+        return out
+    f.__name__ = fn.__name__
+    return f
+
+for _name in FUNCTIONS:
+    globals()[_name] = _attack(globals()[_name], mutate=MUTATE)
+'''
+
+
+def zero_inputs(functions, mutate):
+    """The cell that makes ``functions`` return constants (see ZERO_INPUTS)."""
+    return ZERO_INPUTS.replace("FUNCTIONS", repr(list(functions))).replace("MUTATE", repr(mutate))
+
+
 # Functions of the learner's own that look for the grader's data where it is not.
 SNOOP_FRAMES = '''
 import sys
@@ -218,7 +282,7 @@ CASES = [
                                   "def f(n):\n    return f(n + 1)\nf(0)\n"),
          says=[("process stopped", "recursion")]),
     Case("network", inject("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)\n"),
-         says=[("unreachable", "permission denied")]),
+         says=[("unreachable", "permission denied", "not permitted")]),
     Case("proc_snoop", inject("import os\nopen(f'/proc/{{os.getppid()}}/environ').read()\n"),
          says=[("permission denied",)]),
     # -- leaving the process or the request loop
@@ -316,5 +380,64 @@ CASES = [
     Case("fifo", _fifo, layout=True, score=(0, 0), says=[("no notebook",)], status="missing"),
     Case("symlink", _symlink, layout=True, score=(0, 0), says=[("symbolic link",)],
          status="unreadable"),
+    # -- strings and names that are not what a report expects (round two)
+    Case("surrogate_error", inject('raise ValueError("boom \\udcff")\n'), says=[("boom",)]),
+    Case("surrogate_result", inject('def relu(z):\n    return "\\udcff" * 10\n'),
+         score=(0.5, 0.99), says=[("got a string",)]),
+    Case("huge_texts", inject('def relu(z):\n    return "x" * 30_000_000\n'
+                              'def sigmoid(z):\n    raise ValueError("y" * 30_000_000)\n'),
+         score=(0.3, 0.95), says=[("got a string",)]),
+    Case("surrogate_grade_id", _surrogate_grade_id, says=[("not part of this assignment",)]),
+    Case("non_utf8_file_name", _non_utf8_file_name, layout=True, says=[("was named",)]),
+    Case("latin1_folder", transform(lambda nb: None), folder=b"caf\xe9",
+         says=[("cannot be used as a student id",)]),
+    Case("formula_id", transform(lambda nb: None), folder="=2+5",
+         says=[("cannot be used as a student id",)]),
+    Case("formula_id_at", transform(lambda nb: None), folder="@SUM(1+1)",
+         says=[("cannot be used as a student id",)]),
+    Case("journal_folder", transform(lambda nb: None), folder="gradebook.db-journal",
+         says=[("cannot be used as a student id",)]),
+    # -- kernel objects two sandboxes could share (round two)
+    Case("sysv_shm", inject("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                            "for _ in range(6):\n"
+                            "    if libc.shmget(0, 200 * 2**20, 0o1666) < 0:\n"
+                            "        e = ctypes.get_errno()\n"
+                            "        raise OSError(e, os.strerror(e))\n"),
+         says=[("not permitted",)]),
+    Case("keyring", inject("import ctypes, os, platform\n"
+                           "libc = ctypes.CDLL(None, use_errno=True)\n"
+                           "nr = {{'x86_64': 248, 'aarch64': 217}}[platform.machine()]\n"
+                           "if libc.syscall(nr, b'user', b'grading-secret', b'x', 1, -3) < 0:\n"
+                           "    e = ctypes.get_errno()\n"
+                           "    raise OSError(e, os.strerror(e))\n"),
+         says=[("not permitted",)]),
+    Case("file_locks", inject("import fcntl, os, struct, numpy\n"
+                              "fd = os.open(numpy.__file__, os.O_RDONLY)\n"
+                              "fcntl.fcntl(fd, 37, struct.pack('hhqqi', 0, 0, 0, 1, 0))\n"),
+         says=[("not permitted",)]),
+    Case("file_flock", inject("import fcntl, os, numpy\n"
+                              "fcntl.flock(os.open(numpy.__file__, os.O_RDONLY), fcntl.LOCK_SH)\n"),
+         says=[("not permitted",)]),
+    Case("show_settings", inject("import gc, os, sys\ntry:\n"
+                                 "    cmdline = open('/proc/self/cmdline').read()\n"
+                                 "except OSError as e:\n    cmdline = repr(e)\n"
+                                 "found = [repr(o)[:300] for o in gc.get_objects() "
+                                 "if isinstance(o, dict) and 'sandbox_seed' in o]\n"
+                                 "raise ValueError(repr(sys.argv) + repr(dict(os.environ)) + "
+                                 "cmdline + repr(found))\n"),
+         says=[("valueerror",)]),
+    # -- the private channel (round two)
+    Case("forged_then_sleep", inject("import json, os, struct, sys, time\n"
+                                     "seq = sys._getframe(1).f_locals['msg']['seq']\n"
+                                     "m = json.dumps({{'ok': True, 'seq': seq}}).encode()\n"
+                                     "os.write(int(sys.argv[2]), struct.pack('<Q', len(m)) + m)\n"
+                                     "time.sleep(60)\n"),
+         # it hides a cell that never ends, which then runs in every restart: its own loss
+         score=(0.0, 0.2), says=[("time limit", "ran for more than")]),
+    Case("nested_frame", inject("import os, struct, sys\n"
+                                "seq = sys._getframe(1).f_locals['msg']['seq']\n"
+                                "m = b'[' + b'{{}},' * (6 * 2**20) + b'{{}}]'\n"
+                                "os.write(int(sys.argv[2]), struct.pack('<Q', len(m)) + m)\n"),
+         says=[("private channel",)]),
     Case("zz_honest", transform(lambda nb: None), clean=True),
 ]
