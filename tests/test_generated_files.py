@@ -1,7 +1,11 @@
-"""Committed generated files must equal a fresh generation."""
+"""Committed generated files must equal a fresh generation, and give nothing away."""
 import ast
+import copy
+import inspect
 import json
+import warnings
 
+import numpy as np
 import pytest
 
 from autograder import course, demo, notebooks
@@ -53,3 +57,90 @@ def test_every_graded_function_has_an_answer_cell_and_points(aid, curriculum_fun
     assert not missing, f"graded functions without an answer cell: {missing}"
     assert all(c.points > 0 for c in a.tests)
     assert json.loads((course.EXERCISES / aid / f"{aid}.ipynb").read_text())["nbformat"] == 4
+
+
+@pytest.fixture(scope="module")
+def graded_calls():
+    """{function: [(args, kwargs, result)]}: every call the grader makes of a
+    graded function when it grades the reference, for every assignment."""
+    from autograder import grade
+    from autograder.sandbox import Sandbox
+    from tests.conftest import filled
+    calls, original = {}, Sandbox.call
+
+    def record(self, name, args, kwargs, **kw):
+        out = original(self, name, args, kwargs, **kw)
+        calls.setdefault(name, []).append((copy.deepcopy(list(args)), copy.deepcopy(kwargs),
+                                           out[0]))
+        return out
+
+    Sandbox.call = record
+    try:
+        for aid in course.assignments():
+            grade.grade_notebook(course.load(aid), filled(aid), seed=0)
+    finally:
+        Sandbox.call = original
+    return calls
+
+
+def _same(got, want):
+    try:
+        if isinstance(want, (tuple, list)):
+            return (isinstance(got, (tuple, list)) and len(got) == len(want)
+                    and all(_same(g, w) for g, w in zip(got, want)))
+        if isinstance(want, dict):
+            return isinstance(got, dict) and set(got) == set(want) and \
+                all(_same(got[k], want[k]) for k in want)
+        w = np.asarray(want, dtype=np.float64)
+        g = np.asarray(got, dtype=np.float64)
+        return g.shape == w.shape and bool(np.allclose(g, w, rtol=1e-6, atol=1e-12))
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_no_learner_notebook_computes_a_graded_function(aid, graded_calls):
+    """Run every cell a learner notebook ships outside its answer stubs, test
+    cells and demos (the check helpers, the expected values, set-up and given
+    code), then try every function it defined on every call the grader makes
+    of every graded function of the course: none may give the reference's
+    results.  Test cells may define functions only around a call of the
+    learner's own functions (finite differences of YOUR forward pass)."""
+    nb = release(aid)
+    ns = {}
+    graded = {f for a in course.assignments() for f in course.load(a).functions}
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        meta = c.metadata.get("nbgrader", {})
+        tags = c.metadata.get("tags", [])
+        if meta.get("grade"):
+            for node in ast.walk(ast.parse(c.source)):
+                if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+                    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                    assert names & (graded | {"_yours"}), \
+                        f"{course.grade_id(c)} defines code that calls no learner function:\n" \
+                        + ast.unparse(node)[:300]
+            continue
+        if meta.get("solution") or "demo" in tags:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exec(compile(c.source, f"<{course.grade_id(c)}>", "exec"), ns)
+    shipped = {k: v for k, v in ns.items() if inspect.isfunction(v) or isinstance(v, type(len))}
+    assert shipped
+    for name, fn in shipped.items():
+        for graded_name, recorded in graded_calls.items():
+            hits = 0
+            for args, kwargs, result in recorded:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        got = fn(*copy.deepcopy(args), **copy.deepcopy(kwargs))
+                except Exception:
+                    break
+                if not _same(got, result):
+                    break
+                hits += 1
+            assert hits < len(recorded) or not recorded, \
+                f"{aid}: {name} computes the graded function {graded_name}"
