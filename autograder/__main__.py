@@ -19,6 +19,11 @@ def main(argv=None):
     g.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
     g.add_argument("--db", default=None, help="gradebook URL (default: sqlite OUT/gradebook.db)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--only", nargs="+", metavar="STUDENT",
+                   help="grade these students only; everyone else's grades in OUT stay")
+    g.add_argument("--resume", action="store_true",
+                   help="skip submissions OUT already holds, graded from the same notebook, "
+                        "seed, limits and course")
 
     n = sub.add_parser("notebooks", help="regenerate exercises/ from source/ with nbgrader")
     n.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
@@ -49,12 +54,13 @@ def main(argv=None):
                         memory_mb=args.memory)
         try:
             rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
-                               seed=args.seed, db_url=args.db, progress=not args.quiet)
+                               seed=args.seed, db_url=args.db, progress=not args.quiet,
+                               only=args.only, resume=args.resume)
         except StaleNotebook as exc:
             print(f"cannot grade: {exc}", file=sys.stderr)
             return 2
         total = sum(r["score"] for r in rows)
-        print(f"graded {len(rows)} submissions into {args.out} "
+        print(f"{args.out} holds {len(rows)} submissions "
               f"(mean score {total / max(1, len(rows)):.2f})")
         return 0
     if args.command == "gradescope":

@@ -22,7 +22,6 @@ grading output.  A folder that fails is still graded, under a safe id
 (``invalid-<hash>``), and its row says why.
 """
 import hashlib
-import json
 import os
 import re
 import sys
@@ -32,9 +31,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import course, grade, report, wire
+from . import course, grade, wire
 from .processes import ScratchRoot, become_subreaper, reap_orphans
 from .sandbox import Limits
+from .store import Store, key
 
 # Names of OUT's own files and folders (compared in lower case), and prefixes
 # of names a tool may add next to them (gradebook.db-journal, say).
@@ -157,9 +157,19 @@ def _solo(job, grade_one, limit):
         reap_orphans()
 
 
-def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_done=None):
-    """Grade ``work`` with at most ``jobs`` in flight; results in the order of ``work``."""
+def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
+    """Grade ``work`` with at most ``jobs`` in flight.
+
+    on_result(index, result) is called as each result arrives (the one
+    writer of the reports); returns the results in the order of ``work``.
+    """
     results = {}
+
+    def done(i, result):
+        results[i] = result
+        if on_result:
+            on_result(i, result)
+
     pending = deque(enumerate(work))
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=become_subreaper)
     inflight = {}  # future -> (index, job, start time)
@@ -173,16 +183,15 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_done=None):
             for f in finished:
                 i, job, _ = inflight[f]
                 try:
-                    results[i] = f.result()
+                    result = f.result()
                 except BrokenProcessPool:
                     broken = True
                     continue
                 except Exception as exc:  # could not even send the result back
-                    results[i] = _crashed(job, f"The grader failed on this submission: "
-                                               f"{type(exc).__name__}: {exc}")
+                    result = _crashed(job, f"The grader failed on this submission: "
+                                           f"{type(exc).__name__}: {exc}")
                 del inflight[f]
-                if on_done:
-                    on_done()
+                done(i, result)
             if limit and any(time.monotonic() - t0 > limit for _, _, t0 in inflight.values()):
                 broken = True
             if broken:
@@ -191,9 +200,7 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_done=None):
                 _kill_pool(pool)
                 reap_orphans()
                 for i, job, _ in suspects:
-                    results[i] = _solo(job, grade_one, limit or 3600.0)
-                    if on_done:
-                        on_done()
+                    done(i, _solo(job, grade_one, limit or 3600.0))
                 pool = ProcessPoolExecutor(max_workers=jobs, initializer=become_subreaper)
     finally:
         _kill_pool(pool)
@@ -202,49 +209,47 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_done=None):
 
 
 def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True,
-                grade_one=_grade_one):
-    """Grade every submission; write the reports; return the grades.csv rows."""
+                grade_one=_grade_one, only=None, resume=False):
+    """Grade the submissions in ``submitted`` (those of the students in
+    ``only``, if given) into ``out``; return the rows of grades.csv, which
+    holds every submission recorded in ``out`` (see ``store``)."""
     limits = limits or Limits()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     known = set(course.assignments())
     subs = find_submissions(submitted, known)
+    if only is not None:
+        subs = [s for s in subs if s[0] in set(only)]
     jobs = max(1, jobs or os.cpu_count() or 1)
-    work = [(s, a, p, n, limits, seed) for s, a, p, n in subs]
+    for aid in known:  # loaded once here, inherited by every grading process
+        course.load(aid)
+        course.expected(aid)
+    out_store = Store(out, db_url, seed)
+    work, keys, kept = [], [], 0
+    for s, a, p, n in subs:
+        k = key(p, a, seed, limits)
+        if resume and out_store.recorded(s, a, k):
+            kept += 1
+            continue
+        work.append((s, a, p, n, limits, seed))
+        keys.append(k)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(work), unit="nb", desc="grading", file=sys.stderr)
-    for aid in known:  # loaded once here, inherited by every grading process
-        course.load(aid)
-        course.expected(aid)
+    seconds = {}
+
+    def record(i, result):
+        student, aid, status, res = result
+        out_store.add(student, aid, status, res, keys[i])
+        seconds[f"{student}/{aid}"] = res.get("seconds")
+        if bar:
+            bar.update()
+
     try:
         with ScratchRoot():
-            results = run_pool(work, jobs, grade_one, limit=wall_limit(limits),
-                               on_done=bar.update if bar else None)
+            run_pool(work, jobs, grade_one, limit=wall_limit(limits), on_result=record)
     finally:
         if bar:
             bar.close()
-    rows, graded = [], []
-    for student, aid, status, result in results:
-        if aid in known:
-            try:
-                report.write_submission(out, student, aid, result)
-            except Exception as exc:  # that student's files only
-                status = "grader-error"
-                result["notes"].append(f"Writing this submission's report failed: "
-                                       f"{type(exc).__name__}: {wire.clean(exc, 300)}")
-        rows.append({"student_id": student, "assignment": aid, "score": result["score"],
-                     "max_score": result["max_score"], "status": status, "seed": seed,
-                     "message": report.summary(status, result)})
-        graded.append((student, aid, result))
-    report.write_csv(out, rows)
-    assignments = {aid: course.load(aid) for aid in sorted({a for _, a, _, _ in subs} & known)}
-    report.record_in_gradebook(db_url or f"sqlite:///{(out / 'gradebook.db').resolve()}",
-                               assignments, graded)
-    (out / "grading.json").write_text(json.dumps({
-        "seed": seed, "jobs": jobs, "submissions": len(rows),
-        "limits": vars(limits),
-        "seconds": {f"{s}/{a}": r["seconds"] for s, a, _, r in results},
-    }, indent=2))
-    return rows
+    return out_store.finish({"seed": seed, "jobs": jobs, "graded": len(work),
+                             "kept from an earlier run": kept, "limits": vars(limits),
+                             "seconds": seconds})

@@ -104,45 +104,66 @@ def write_csv(out, rows):
             w.writerow({k: _cell(r.get(k, "")) for k in CSV_COLUMNS})
 
 
-def record_in_gradebook(db_url, assignments, graded):
-    """Store every score in nbgrader's gradebook, one grade per test cell.
+class GradebookWriter:
+    """nbgrader's gradebook, open for a run: one grade per test cell.
 
-    assignments: {id: course.Assignment}; graded: list of (student, id, result).
+    assignments: {id: course.Assignment}.  ``add`` records one submission
+    (a failure costs that student's grades only); ``close`` when done.
     """
-    import nbgrader.api
-    from nbgrader.api import Gradebook  # slow to import: only where it is needed
-    try:
-        # A new gradebook asks the `alembic` command for the schema version
-        # (2 s of start-up); reading it from nbgrader's own migrations is the
-        # same answer without the subprocess.
-        from alembic.script import ScriptDirectory
-        from nbgrader.dbutil import ALEMBIC_DIR
-        head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
-        if head:
-            nbgrader.api.get_alembic_version = lambda: head
-    except Exception:
-        pass
-    with warnings.catch_warnings(), Gradebook(db_url) as gb:
+
+    def __init__(self, db_url, assignments):
+        import nbgrader.api
+        from nbgrader.api import Gradebook  # slow to import: only where it is needed
+        try:
+            # A new gradebook asks the `alembic` command for the schema version
+            # (2 s of start-up); reading it from nbgrader's own migrations is the
+            # same answer without the subprocess.
+            from alembic.script import ScriptDirectory
+            from nbgrader.dbutil import ALEMBIC_DIR
+            head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
+            if head:
+                nbgrader.api.get_alembic_version = lambda: head
+        except Exception:
+            pass
+        self.assignments = assignments
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
         # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings; harmless here.
         warnings.simplefilter("ignore")
+        self.gb = Gradebook(db_url)
         for a in assignments.values():
-            gb.update_or_create_assignment(a.id)
-            gb.update_or_create_notebook(a.id, a.id)
+            self.gb.update_or_create_assignment(a.id)
+            self.gb.update_or_create_notebook(a.id, a.id)
             for c in a.tests:
                 # An extra-credit cell adds nothing to the maximum; its points
                 # go to the grade's extra_credit, as nbgrader keeps them.
-                gb.update_or_create_grade_cell(c.grade_id, a.id, a.id,
-                                               max_score=0.0 if c.extra_credit else c.points,
-                                               cell_type="code")
+                self.gb.update_or_create_grade_cell(c.grade_id, a.id, a.id,
+                                                    max_score=0.0 if c.extra_credit else c.points,
+                                                    cell_type="code")
+
+    def add(self, student, aid, result):
+        if aid not in self.assignments:
+            return
+        try:
+            _record(self.gb, self.assignments[aid], student, result)
+        except Exception as exc:  # that student's grades only
+            self.gb.db.rollback()
+            print(f"could not record {student}/{aid} in the gradebook: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def close(self):
+        self.gb.close()
+        self._warnings.__exit__(None, None, None)
+
+
+def record_in_gradebook(db_url, assignments, graded):
+    """Store the scores of ``graded`` [(student, id, result)] in the gradebook."""
+    writer = GradebookWriter(db_url, assignments)
+    try:
         for student, aid, result in graded:
-            if aid not in assignments:
-                continue
-            try:
-                _record(gb, assignments[aid], student, result)
-            except Exception as exc:  # that student's grades only
-                gb.db.rollback()
-                print(f"could not record {student}/{aid} in the gradebook: "
-                      f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            writer.add(student, aid, result)
+    finally:
+        writer.close()
 
 
 def _record(gb, a, student, result):
