@@ -33,6 +33,13 @@ BUGS = {
          "total_norm"),
         ("answer_tbptt_train", "y[chunk], h_init)", "y[chunk], h0)"),
         ("answer_hidden_jacobian", "    return J\n", "    return J.T\n"),
+        ("answer_rnn_step_forward", "a_t = b + h_prev @ W.T + x_t @ U.T", "a_t = h_prev @ W.T + x_t @ U.T"),
+        ("answer_rnn_forward", "        h_prev = h[t]\n", ""),
+        ("answer_temporal_softmax_cross_entropy", "return float(loss), dlogits / N",
+         "return float(loss), dlogits"),
+        ("answer_clip_grad_norm", "scale = max_norm / total_norm if total_norm > max_norm else 1.0",
+         "scale = max_norm / total_norm"),
+        ("answer_hidden_jacobian", "if not 0 <= k <= t < h.shape[0]:", "if not 0 <= k and t < h.shape[0]:"),
     ],
     "dimensionality": [
         ("answer_sample_unit_ball", "r = rng.random(n) ** (1.0 / D)", "r = rng.random(n)"),
