@@ -56,6 +56,12 @@ BUGS = {
          "np.floor(x * bins)"),
         ("answer_distance_contrast", "return (d_max - d_min) / d_min",
          "return (d_max - d_min) / d_max"),
+        ("answer_unit_ball_volume", "    log_v = log_unit_ball_volume(D, r)\n",
+         "    return math.pi ** (0.5 * D) / math.gamma(0.5 * D + 1.0) * r ** D\n"),
+        ("answer_ball_to_cube_ratio", 'return unit_ball_volume(_as_int(D, "D", 1), 0.5)',
+         "return math.pi ** (D / 2) / (math.gamma(D / 2 + 1) * 2 ** D)"),
+        ("answer_shell_fraction", "return float(-math.expm1(", "return float(1.0 - math.exp("),
+        ("answer_empty_cell_fraction", "np.unique(cells, axis=0)", "np.unique(cells)"),
     ],
     "lstm": [
         ("answer_lstm_step_backward",
