@@ -16,8 +16,9 @@ Every claim of the chapter is a small computation here:
 * distance concentration: (d_max - d_min) / d_min shrinks like 1/sqrt(D)
   (``distance_contrast``).
 
-Helpers beyond the graded functions: ``log_unit_ball_volume`` (V_D leaves
-the float range for D >= 453), ``volume_fraction_within``,
+Helpers beyond the graded functions: ``log_unit_ball_volume`` (V_D is
+below the normal floats from D = 436 on and rounds to 0.0 from D = 453),
+``volume_fraction_within``,
 ``dimension_for_shell_fraction``, ``pairwise_sq_distances``,
 ``knn_predict``, ``knn_accuracy`` and the sampler checks below.
 
@@ -153,7 +154,7 @@ def log_unit_ball_volume(D, r=1.0):
         log V_D(r) = (D/2) log pi - lgamma(D/2 + 1) + D log r.
 
     Never overflows: use it where V_D itself leaves the float range
-    (log V_1000 = -2038.97, i.e. V_1000 ~ 1.1e-886).
+    (log V_1000 = -2038.97, i.e. V_1000 = 3.08e-886).
     """
     D = _as_int(D, "D")
     r = float(r)
@@ -173,16 +174,20 @@ def unit_ball_volume(D, r=1.0):
 
         V_D(r) = pi^(D/2) / Gamma(D/2 + 1) * r^D.
 
-    pi^(D/2) and Gamma(D/2 + 1) overflow separately (near D = 340) long
-    before their ratio leaves the float range, so beyond small D the value
-    is exp(log_unit_ball_volume(D, r)).  Small D uses the direct product,
-    accurate to a few ulp (V_2 = pi exactly).  The unit-ball volume peaks
-    at D = 5 and then falls so fast that it underflows to 0.0 from D = 453
-    on (V_1000 ~ 1e-886 < 5e-324, the smallest positive float): that 0.0 is
-    the float nearest the true value, not an error.
+    Accurate in relative terms wherever V_D(r) is a normal float (from
+    2.2e-308 to 1.8e+308), for every D: for r = 1 that is D = 0 to 435,
+    and larger D with larger r.  Mind that Gamma(D/2 + 1) alone exceeds the
+    float range from D = 342 on (math.gamma raises OverflowError) and
+    pi^(D/2) from D = 1241 on, long before V_D does.  The unit-ball volume
+    peaks at D = 5 and then falls so fast that it underflows to 0.0 from
+    D = 453 on (V_1000 = 3.08e-886 < 5e-324, the smallest positive float):
+    that 0.0 is the float nearest the true value, not an error.  Beyond the
+    largest float the result is inf.
     """
     log_v = log_unit_ball_volume(D, r)
     D, r = _as_int(D, "D"), float(r)
+    # Small D: the direct product, accurate to a few ulp (V_2 = pi exactly).
+    # Beyond, Gamma(D/2 + 1) overflows long before V_D does: exp of the log.
     if D <= 300 and r > 0.0:
         try:
             v = math.pi ** (0.5 * D) / math.gamma(0.5 * D + 1.0) * r ** D
@@ -200,7 +205,8 @@ def ball_to_cube_ratio(D):
 
     D: integer >= 1 -> Python float  V_D(1/2) / 1^D = pi^(D/2) / (Gamma(D/2 + 1) 2^D).
 
-    Scale-free, so take the unit cube and the ball of radius 1/2.
+    Scale-free, so take the unit cube and the ball of radius 1/2.  Accurate
+    in relative terms wherever the result is a normal float (D = 1 to 325).
     """
     return unit_ball_volume(_as_int(D, "D", 1), 0.5)
 
@@ -240,7 +246,8 @@ def shell_fraction(D, eps):
 
         1 - (1 - eps)^D = -expm1(D log1p(-eps)).
 
-    The second form keeps full relative accuracy for tiny eps, where
+    Accurate in relative terms for every D and every eps, however tiny
+    (1e-12 or 1e-300): the second form keeps the digits that
     1 - (1 - eps)^D would cancel (eps = 1e-12, D = 10 loses ~4 digits).
     """
     D = _as_int(D, "D")

@@ -21,7 +21,7 @@ h(t).  One step back through the recurrence is
     dh(t)/dh(t-1) = diag(1 - h(t)^2) W,
 
 and a gradient stored as a row (the way ``dh`` arrays are stored, one row
-per example) travels backward by multiplication from the left:
+per example) travels backward with the Jacobian multiplied on its right:
 dJ/dh(t-1) = dJ/dh(t) [dh(t)/dh(t-1)].  In the denominator layout the same
 matrix appears transposed, W^T diag(1 - h(t)^2).
 """
@@ -53,18 +53,11 @@ def rnn_step_backward(dh_t, cache):
 
     dh_t: (N, H) = dJ/dh(t), the TOTAL gradient arriving on h(t) (from the
     output at step t and from step t+1); cache from ``rnn_step_forward``
-    -> dx_t (N, D), dh_prev (N, H), dU (H, D), dW (H, H), db (H,).
+    -> dx_t (N, D) = dJ/dx(t), dh_prev (N, H) = dJ/dh(t-1), and dU (H, D),
+    dW (H, H), db (H,): the gradients of J through this step's use of the
+    parameters (BPTT adds them up over t).
 
-    The error of the pre-activation is
-
-        delta = dJ/da(t) = dh(t) * (1 - h(t)^2)      (elementwise),
-
-    and a(t) = b + W h(t-1) + U x(t) is affine, so
-
-        dJ/dx(t) = delta U,   dJ/dh(t-1) = delta W,
-        dU = delta^T x(t),    dW = delta^T h(t-1),    db = sum_n delta.
-
-    dU, dW, db are this step's contribution only; BPTT sums them over t.
+    The step it differentiates: a(t) = b + W h(t-1) + U x(t), h(t) = tanh(a(t)).
     """
     x_t, h_prev, h_t, U, W = cache
     delta = dh_t * (1.0 - h_t * h_t)
@@ -102,19 +95,16 @@ def rnn_forward(x, h0, U, W, b):
 def rnn_backward(dh, cache):
     """Backpropagation through time for ``rnn_forward``.
 
-    dh: (T, N, H), dh[t] = the gradient arriving on h(t+1) from OUTSIDE the
-    recurrence (typically from the output layer at that step); cache from
+    dh: (T, N, H), dh[t-1] = the gradient arriving on h(t) from OUTSIDE the
+    recurrence (typically from the output layer at step t); cache from
     ``rnn_forward``
-    -> dx (T, N, D), dh0 (N, H), dU (H, D), dW (H, H), db (H,).
+    -> dx (T, N, D) with dx[t-1] = dJ/dx(t), dh0 (N, H) = dJ/dh(0),
+    dU (H, D), dW (H, H), db (H,).
 
-    h(t) feeds both the output at step t and a(t+1), so its total gradient
-    adds the two routes:
-
-        dJ/dh(t) = dh[t] + dJ/dh(t+1) [diag(1 - h(t+1)^2) W],
-
-    which is why the loop runs backward in time.  The parameters are shared,
-    so dU = sum_t delta(t)^T x(t), dW = sum_t delta(t)^T h(t-1),
-    db = sum_t sum_n delta(t).
+    h(t) feeds both the output at step t and a(t+1), so the total gradient
+    on h(t) is dh[t-1] plus what comes back from step t+1 (nothing comes
+    back to h(T)): the loop runs backward in time.  U, W and b are shared by
+    every step, so dU, dW, db are totals over all T steps.
     """
     step_caches = cache
     T, (N, D) = len(step_caches), step_caches[0][0].shape
@@ -147,10 +137,11 @@ def temporal_softmax_cross_entropy(logits, y):
     """Softmax cross-entropy summed over time, averaged over the batch.
 
     logits: (T, N, K), y: (T, N) integer labels in [0, K)
-    -> loss (float), dlogits (T, N, K).
+    -> loss (Python float), dlogits (T, N, K) = dJ/dlogits.
 
         J = sum_t J(t),   J(t) = -(1/N) sum_n log softmax(o(t))[n, y_n(t)]
-        dJ/do(t) = (softmax(o(t)) - onehot(y(t))) / N
+
+    Finite and accurate for logits of any size (1000 included): no overflow.
     """
     T, N = y.shape
     t_idx, n_idx = np.meshgrid(np.arange(T), np.arange(N), indexing="ij")
@@ -198,7 +189,8 @@ def clip_grad_norm(grads, max_norm):
         g <- g * max_norm / ||g||   only if ||g|| > max_norm
 
     One factor for every array keeps the direction of the whole gradient;
-    only the length of the step changes.
+    only the length of the step changes.  All-zero gradients (norm 0) come
+    back as zeros with total_norm_before = 0.0: no division by zero, no nan.
     """
     total_norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
     scale = max_norm / total_norm if total_norm > max_norm else 1.0
@@ -223,6 +215,7 @@ def tbptt_train(params, x, y, h0, k, lr, max_norm=None):
     h_init is h0 for the first chunk and then the last hidden state of the
     previous chunk's forward pass.  It is a constant for the chunk: no
     gradient flows back across a chunk boundary, which is the truncation.
+    Raises ValueError if k < 1.
     """
     if k < 1:
         raise ValueError(f"chunk length k must be >= 1, got {k}")
@@ -251,8 +244,9 @@ def hidden_jacobian(h, W, t, k):
 
         dh(t)/dh(k) = D(t) W D(t-1) W ... D(k+1) W,   D(s) = diag(1 - h(s)^2),
 
-    the identity when t == k.  Its norm shrinks or grows roughly like a power
-    of W's largest singular value: vanishing or exploding gradients.
+    the identity when t == k.  Raises ValueError unless 0 <= k <= t <= T.
+    Its norm shrinks or grows roughly like a power of W's largest singular
+    value: vanishing or exploding gradients.
     """
     if not 0 <= k <= t < h.shape[0]:
         raise ValueError(f"need 0 <= k <= t <= T = {h.shape[0] - 1}, got t={t}, k={k}")

@@ -152,9 +152,10 @@ def test_unit_ball_volume_known_values():
 
 
 def test_unit_ball_volume_recursion_and_scaling():
-    # up to D = 430 (V_D still a normal float), across the switch to log space at D = 300;
-    # exp(log V) with |log V| ~ 700 carries ~1e-13 relative rounding, hence 1e-12.
-    for D in range(2, 431):
+    # up to D = 435 (the last D where V_D is a normal float), across the switch to log
+    # space at D = 300; exp(log V) with |log V| ~ 700 carries ~1e-13 relative rounding,
+    # hence 1e-12.
+    for D in range(2, 436):
         assert M.unit_ball_volume(D) == pytest.approx(2 * math.pi / D * M.unit_ball_volume(D - 2),
                                                       rel=1e-12, abs=0.0)
     for D in (1, 7, 40):
@@ -175,10 +176,56 @@ def test_unit_ball_volume_large_dimension():
     # D = 400: far beyond where pi^(D/2) and Gamma(D/2 + 1) overflow, still a normal float
     assert M.unit_ball_volume(400) == pytest.approx(math.exp(log_v[400]), rel=1e-10, abs=0.0)
     assert 0.0 < M.unit_ball_volume(400) < 1e-200
-    # V_1000 ~ 1e-886 is below the smallest positive float: the nearest float is 0.
+    # V_1000 = 3.08e-886 is below the smallest positive float: the nearest float is 0.
     v = M.unit_ball_volume(1000)
     assert v == 0.0 and not math.isnan(v)
     assert M.unit_ball_volume(3, r=1e200) == math.inf
+
+
+@pytest.mark.parametrize("D, log_target", [(436, 0.0), (1000, -700.0), (1000, 700.0),
+                                           (1240, 1.0), (5000, -300.0), (20000, 650.0)])
+def test_unit_ball_volume_accurate_wherever_the_result_is_normal(D, log_target):
+    # Large D with the radius that puts log V_D(r) at log_target: V_D(r) is a normal float
+    # there, though Gamma(D/2 + 1) (and from D = 1241 pi^(D/2)) is beyond the float range.
+    # Oracle: the even-D recursion in log space, sum of log(2 pi / d), plus D log r. Both
+    # sides carry rounding of about |log terms| * 1e-16 ~ 1e-11 at D = 20000.
+    log_v1 = sum(math.log(2 * math.pi / d) for d in range(2, D + 1, 2))
+    r = math.exp((log_target - log_v1) / D)
+    want = math.exp(log_v1 + D * math.log(r))
+    assert M.unit_ball_volume(D, r) == pytest.approx(want, rel=1e-9, abs=0.0)
+
+
+def test_overflow_and_underflow_limits_stated_in_the_docstrings():
+    # The docstrings name where Gamma(D/2 + 1) and pi^(D/2) leave the float range, where
+    # V_D stops being a normal float and V_1000: each number is recomputed here.
+    def words(fn):  # the docstring with its line breaks and indents as single spaces
+        return " ".join(fn.__doc__.split())
+
+    doc = words(M.unit_ball_volume)
+    tiny = np.finfo(np.float64).tiny  # smallest normal float, 2.2e-308
+
+    def overflows(f):
+        try:
+            f()
+        except OverflowError:
+            return True
+        return False
+
+    gamma_from = next(D for D in range(1, 2000) if overflows(lambda: math.gamma(D / 2 + 1)))
+    pi_from = next(D for D in range(1, 3000) if overflows(lambda: math.pi ** (D / 2)))
+    assert (gamma_from, pi_from) == (342, 1241)
+    assert f"Gamma(D/2 + 1) alone exceeds the float range from D = {gamma_from} on" in doc
+    assert f"pi^(D/2) from D = {pi_from} on" in doc
+    last_normal = max(D for D in range(0, 500) if M.unit_ball_volume(D) >= tiny)
+    assert last_normal == 435 and f"for r = 1 that is D = 0 to {last_normal}" in doc
+    last_ratio = max(D for D in range(1, 500) if M.ball_to_cube_ratio(D) >= tiny)
+    assert last_ratio == 325 and f"(D = 1 to {last_ratio})" in words(M.ball_to_cube_ratio)
+    # V_1000 = 10^(log V_1000 / ln 10), written as mantissa e exponent
+    log10_v = sum(math.log(2 * math.pi / d) for d in range(2, 1001, 2)) / math.log(10)
+    exponent = math.floor(log10_v)
+    stated = f"V_1000 = {10 ** (log10_v - exponent):.2f}e{exponent}"
+    assert stated == "V_1000 = 3.08e-886"
+    assert stated in doc and stated in words(M.log_unit_ball_volume)
 
 
 def test_ball_to_cube_ratio():

@@ -191,6 +191,28 @@ def test_rnn_backward_upstream_only_at_last_step_reaches_h0():
     assert np.all(np.abs(dx[0]) > 0) and np.all(np.abs(dh0) > 0)
 
 
+@pytest.mark.parametrize("s", [1, 3, T])
+def test_rnn_backward_index_convention_of_its_docstring(s):
+    # The docstring mixes array indices (from 0) and math time (from 1): it must say that
+    # dh[t-1] is the gradient arriving on h(t), and that is what the code must do. An
+    # upstream gradient G in dh[s-1] alone is the loss J = sum(G * h(s)).
+    doc = R.rnn_backward.__doc__
+    assert "dh[t-1] = the gradient arriving on h(t)" in doc and "dh[t]" not in doc
+    params, x, _, h0 = make_problem(40)
+    x = x.copy()
+    G = np.random.default_rng(41).standard_normal((N, H))
+
+    def J():
+        return float(np.sum(G * ref_hidden(params, x, h0)[s - 1]))  # h[s-1] = h(s)
+
+    _, cache = R.rnn_forward(x, h0, params["U"], params["W"], params["b"])
+    dh = np.zeros((T, N, H))
+    dh[s - 1] = G
+    dx, *_ = R.rnn_backward(dh, cache)
+    assert relative_error(dx, numerical_gradient(J, x)) < GRAD_TOL
+    assert np.all(dx[s:] == 0.0)  # x(s+1), ... come after h(s)
+
+
 # ----------------------------------------------------------------------------
 # Loss
 
