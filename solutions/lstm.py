@@ -1,19 +1,12 @@
 """Chapter 3: the LSTM with peepholes, forward and backward, and the GRU.
 
-Notation of Greff et al., "LSTM: A Search Space Odyssey" (the vanilla LSTM).
-``*`` is the Hadamard (elementwise) product; rows are examples, so
-``W_z x(t)`` is written ``x_t @ W_z.T``::
-
-    z_bar = W_z x(t) + R_z y(t-1)                  + b_z     z = tanh(z_bar)
-    i_bar = W_i x(t) + R_i y(t-1) + p_i * c(t-1)   + b_i     i = sigmoid(i_bar)
-    f_bar = W_f x(t) + R_f y(t-1) + p_f * c(t-1)   + b_f     f = sigmoid(f_bar)
-    c(t)  = z * i + c(t-1) * f
-    o_bar = W_o x(t) + R_o y(t-1) + p_o * c(t)     + b_o     o = sigmoid(o_bar)
-    y(t)  = o * tanh(c(t))
-
-Parameters (a dict; gradient dicts use the same keys): ``W_z W_i W_f W_o``
-(H, D), ``R_z R_i R_f R_o`` (H, H), ``p_i p_f p_o`` (H,), ``b_z b_i b_f b_o``
-(H,).  All ``p_*`` = 0 is the LSTM without peepholes.
+Notation of Greff et al., "LSTM: A Search Space Odyssey" (the vanilla LSTM):
+block input z, input gate i, forget gate f, output gate o, cell c and block
+output y; the equations of one step are in ``lstm_step_forward``'s
+docstring, which the exercise notebook shows.  Parameters (a dict; gradient
+dicts use the same keys): ``W_z W_i W_f W_o`` (H, D), ``R_z R_i R_f R_o``
+(H, H), ``p_i p_f p_o`` (H,), ``b_z b_i b_f b_o`` (H,).  All ``p_*`` = 0 is
+the LSTM without peepholes.
 
 The backward pass is derived in the book (chapter 3, "The backward pass as
 flows through a graph"; the errors ``delta_*`` are gradients of the loss
