@@ -77,6 +77,10 @@ BUGS = {
         ("answer_cell_jacobian_diag",
          'return f + P["p_f"] * c_prev * f * (1.0 - f) + P["p_i"] * z * i * (1.0 - i)',
          "return f"),
+        ("answer_lstm_step_backward", "delta_c = delta_y * o * (1.0 - tanh_c ** 2)",
+         "delta_c = delta_y * o * (1.0 - c_t ** 2)"),
+        ("answer_lstm_forward", "y = ys[1:].copy()", "y = ys[:-1].copy()"),
+        ("answer_gru_step_backward", "dh_prev = dh_t * u + ", "dh_prev = "),
     ],
 }
 

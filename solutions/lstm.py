@@ -1,57 +1,24 @@
 """Chapter 3: the LSTM with peepholes, forward and backward, and the GRU.
 
-Notation of Greff et al., "LSTM: A Search Space Odyssey" (the vanilla LSTM).
-``*`` is the Hadamard (elementwise) product; rows are examples, so
-``W_z x(t)`` is written ``x_t @ W_z.T``::
+Notation of Greff et al., "LSTM: A Search Space Odyssey" (the vanilla LSTM):
+block input z, input gate i, forget gate f, output gate o, cell c and block
+output y; the equations of one step are in ``lstm_step_forward``'s
+docstring, which the exercise notebook shows.  Parameters (a dict; gradient
+dicts use the same keys): ``W_z W_i W_f W_o`` (H, D), ``R_z R_i R_f R_o``
+(H, H), ``p_i p_f p_o`` (H,), ``b_z b_i b_f b_o`` (H,).  All ``p_*`` = 0 is
+the LSTM without peepholes.
 
-    z_bar = W_z x(t) + R_z y(t-1)                  + b_z     z = tanh(z_bar)
-    i_bar = W_i x(t) + R_i y(t-1) + p_i * c(t-1)   + b_i     i = sigmoid(i_bar)
-    f_bar = W_f x(t) + R_f y(t-1) + p_f * c(t-1)   + b_f     f = sigmoid(f_bar)
-    c(t)  = z * i + c(t-1) * f
-    o_bar = W_o x(t) + R_o y(t-1) + p_o * c(t)     + b_o     o = sigmoid(o_bar)
-    y(t)  = o * tanh(c(t))
-
-Parameters (a dict; gradient dicts use the same keys): ``W_z W_i W_f W_o``
-(H, D), ``R_z R_i R_f R_o`` (H, H), ``p_i p_f p_o`` (H,), ``b_z b_i b_f b_o``
-(H,).  All ``p_*`` = 0 is the LSTM without peepholes.
-
-Errors ("deltas") are gradients of the loss J with respect to the
-*pre-activations*: ``delta_z = dJ/dz_bar``, ``delta_i = dJ/di_bar``,
-``delta_f = dJ/df_bar``, ``delta_o = dJ/do_bar``; ``delta_y = dJ/dy(t)`` and
-``delta_c = dJ/dc(t)`` are the total gradients on y(t) and c(t).  Backward
-through one step (delta_c(t+1), delta_i(t+1), ... belong to step t+1)::
-
-    delta_y(t) = dJ(t)/dy(t) + R_z^T delta_z(t+1) + R_i^T delta_i(t+1)
-                             + R_f^T delta_f(t+1) + R_o^T delta_o(t+1)
-    delta_o(t) = delta_y(t) * tanh(c(t)) * sigmoid'(o_bar)
-    delta_c(t) = delta_y(t) * o * tanh'(c(t)) + p_o * delta_o(t)
-               + delta_c(t+1) * f(t+1) + p_i * delta_i(t+1) + p_f * delta_f(t+1)
-    delta_i(t) = delta_c(t) * z * sigmoid'(i_bar)
-    delta_f(t) = delta_c(t) * c(t-1) * sigmoid'(f_bar)
-    delta_z(t) = delta_c(t) * i * tanh'(z_bar)
-
-**Convention for the gradient on c(t) passed between steps.**  Step t
-returns, as ``dc_prev``, *everything* that flows from step t into c(t-1)::
-
-    dc_prev = delta_c(t) * f(t) + p_i * delta_i(t) + p_f * delta_f(t)
-
-and, as ``dy_prev``, everything that flows from step t into y(t-1)::
-
-    dy_prev = R_z^T delta_z(t) + R_i^T delta_i(t) + R_f^T delta_f(t) + R_o^T delta_o(t)
-
-So the ``dc_t`` argument of ``lstm_step_backward`` is exactly the
-``dc_prev`` returned by step t+1 (zero at the last step): the caller does
-not add anything to it.  ``dy_t`` is the *total* gradient on y(t), so the
-sequence backward passes ``dy[t] + dy_prev`` (loss at t plus step t+1).
-
-With y(t-1) held fixed, c(t-1) reaches c(t) only directly (times f) and
-through the peepholes of i and f, so dc_prev = delta_c(t) * d with
-d = f + p_i * z * sigmoid'(i_bar) + p_f * c(t-1) * sigmoid'(f_bar), the
-diagonal of dc(t)/dc(t-1) (``cell_jacobian_diag``): along the cell the
-gradient is multiplied by a diagonal, never by a recurrent weight matrix.
-
-The equations are written for column vectors; with batch-first rows
-``R^T delta`` is ``delta @ R``.
+The backward pass is derived in the book (chapter 3, "The backward pass as
+flows through a graph"; the errors ``delta_*`` are gradients of the loss
+with respect to the pre-activations).  Between steps it passes two
+messages: step t returns, as ``dy_prev`` and ``dc_prev``, everything that
+flows from step t into y(t-1) and into c(t-1).  So the ``dc_t`` argument of
+``lstm_step_backward`` is exactly the ``dc_prev`` returned by step t+1 (zero
+at the last step), and ``dy_t`` is the *total* gradient on y(t): the
+sequence backward passes the upstream gradient at t plus the ``dy_prev`` of
+step t+1.  Along the cell the gradient is multiplied by the diagonal
+``cell_jacobian_diag``, never by a recurrent weight matrix (chapter 3, "The
+cell path: why the gradient survives").
 """
 import numpy as np
 
@@ -65,11 +32,26 @@ GATES = ("z", "i", "f", "o")  # the order in which the stacked weights hold the 
 
 
 def lstm_step_forward(x_t, y_prev, c_prev, params):
-    """One LSTM step (equations in the module docstring).
+    """One step of the LSTM with peepholes (chapter 3, "The forward pass").
 
     x_t: (N, D), y_prev = y(t-1): (N, H), c_prev = c(t-1): (N, H),
-    params: dict of W_* (H, D), R_* (H, H), p_* (H,), b_* (H,)
-    -> y_t (N, H), c_t (N, H), cache.
+    params: dict with W_z W_i W_f W_o (H, D), R_z R_i R_f R_o (H, H),
+    p_i p_f p_o (H,) and b_z b_i b_f b_o (H,)
+    -> y_t = y(t) (N, H), c_t = c(t) (N, H), cache (what the backward pass needs).
+
+    For one example, with column vectors (``*`` is elementwise)::
+
+        z_bar = W_z x(t) + R_z y(t-1)                + b_z     z = tanh(z_bar)
+        i_bar = W_i x(t) + R_i y(t-1) + p_i * c(t-1) + b_i     i = sigmoid(i_bar)
+        f_bar = W_f x(t) + R_f y(t-1) + p_f * c(t-1) + b_f     f = sigmoid(f_bar)
+        c(t)  = z * i + c(t-1) * f
+        o_bar = W_o x(t) + R_o y(t-1) + p_o * c(t)   + b_o     o = sigmoid(o_bar)
+        y(t)  = o * tanh(c(t))
+
+    With the examples as rows, W_z x(t) is ``x_t @ W_z.T`` and p_i * c(t-1)
+    is ``p_i * c_prev``.  The output gate peeks at the new cell c(t).
+    Accurate for all finite inputs, also when the gates saturate
+    (pre-activations of several hundred).  Inputs are not modified.
     """
     P = params
     z_bar = x_t @ P["W_z"].T + y_prev @ P["R_z"].T + P["b_z"]
@@ -89,24 +71,22 @@ def lstm_step_forward(x_t, y_prev, c_prev, params):
 
 
 def lstm_step_backward(dy_t, dc_t, cache):
-    """Backward pass of ``lstm_step_forward``.
+    """Backward pass of ``lstm_step_forward`` (derived in chapter 3, "The
+    backward pass as flows through a graph").
 
-    dy_t: (N, H), the total gradient on y(t): dJ(t)/dy(t) plus the
-        ``dy_prev`` returned by step t+1.
-    dc_t: (N, H), the gradient arriving on c(t) from step t+1, i.e. the
-        ``dc_prev`` that step t+1 returned:
-        delta_c(t+1) * f(t+1) + p_i * delta_i(t+1) + p_f * delta_f(t+1)
-        (zeros at the last step).  The output path and the output peephole
-        of step t are added here, not by the caller.
-    -> dx_t (N, D), dy_prev (N, H), dc_prev (N, H), grads (dict, keys of params).
-
-        delta_o = delta_y * tanh(c(t)) * sigmoid'(o_bar)
-        delta_c = delta_y * o * tanh'(c(t)) + p_o * delta_o + dc_t
-        delta_z = delta_c * i * tanh'(z_bar)
-        delta_i = delta_c * z * sigmoid'(i_bar)
-        delta_f = delta_c * c(t-1) * sigmoid'(f_bar)
-        dc_prev = delta_c * f + p_i * delta_i + p_f * delta_f
-        dy_prev = R_z^T delta_z + R_i^T delta_i + R_f^T delta_f + R_o^T delta_o
+    dy_t: (N, H), the total gradient on y(t): what the loss at step t sends
+        to y(t) plus the ``dy_prev`` that step t+1 returned.
+    dc_t: (N, H), what step t+1 sends to c(t): the ``dc_prev`` that step t+1
+        returned (zeros at the last step).  It is complete: this step adds
+        what reaches c(t) within step t and never rescales dc_t.
+    cache: from ``lstm_step_forward``.
+    -> dx_t (N, D), the gradient on x(t);
+       dy_prev (N, H), everything that flows from step t into y(t-1);
+       dc_prev (N, H), everything that flows from step t into c(t-1)
+       (the messages for step t-1);
+       grads, a dict with exactly the keys of params: this step's
+       contribution to each parameter's gradient, shaped like the parameter.
+    Accurate also when the gates saturate.  Inputs are not modified.
     """
     x_t, y_prev, c_prev, z, i, f, o, c_t, tanh_c, P = cache
     delta_y = dy_t
@@ -137,16 +117,14 @@ def lstm_step_backward(dy_t, dc_t, cache):
 
 
 def cell_jacobian_diag(x_t, y_prev, c_prev, params):
-    """Diagonal of dc(t)/dc(t-1) with y(t-1) held fixed.
+    """The diagonal of the Jacobian dc(t)/dc(t-1), with x(t) and y(t-1) held
+    fixed (derived in chapter 3, "The cell path: why the gradient survives").
 
     x_t: (N, D), y_prev: (N, H), c_prev: (N, H), params as in
-    ``lstm_step_forward`` -> (N, H), entry [n, k] = dc_k(t)/dc_k(t-1) of example n.
-
-        dc(t)/dc(t-1) = f + p_f * c(t-1) * sigmoid'(f_bar) + p_i * z * sigmoid'(i_bar)
-
-    Unit k's cell reads only its own c_k(t-1) (directly and through its own
-    peepholes), so the Jacobian is diagonal: cells of different units
-    interact only through y and R_*, which this derivative holds fixed.
+    ``lstm_step_forward`` -> (N, H), entry [n, k] = dc_k(t)/dc_k(t-1) of
+    example n.  Unit k's cell reads only its own c_k(t-1), so the other
+    entries of the Jacobian are zero.  Accurate also when the gates
+    saturate.  Inputs are not modified.
     """
     _, _, cache = lstm_step_forward(x_t, y_prev, c_prev, params)
     _, _, _, z, i, f, _, _, _, P = cache
@@ -166,14 +144,19 @@ def lstm_forward(x, y0, c0, params):
     """Run the LSTM over a whole sequence.
 
     x: (T, N, D), y0 = y(0): (N, H), c0 = c(0): (N, H), params as in
-    ``lstm_step_forward`` -> y (T, N, H) = y(1..T) (y0 not included), cache.
+    ``lstm_step_forward`` -> y (T, N, H) with y[t-1] = y(t) for t = 1..T
+    (y0 not included), cache.
 
-    Same equations as ``lstm_step_forward``, organised for speed: the four
-    gates' weights are stacked, W = [W_z; W_i; W_f; W_o] (4H, D) and likewise
-    R (4H, H), so that the input part W x(t) + b of every pre-activation at
-    every step is one matrix product before the loop, and the recurrence is
-    one (N, H) x (H, 4H) product per step.
+    Step t applies the equations of ``lstm_step_forward`` to x(t), y(t-1)
+    and c(t-1); the cell states are carried from step to step but not
+    returned.  Accurate also when the gates saturate.  Inputs are not
+    modified.
     """
+    # The same equations, organised for speed: the four gates' weights are
+    # stacked, W = [W_z; W_i; W_f; W_o] (4H, D) and likewise R (4H, H), so the
+    # input part W x(t) + b of every pre-activation at every step is one
+    # matrix product before the loop, and the recurrence is one
+    # (N, H) x (H, 4H) product per step.
     T, N, D = x.shape
     H = y0.shape[1]
     W, R, b = _stack(params, "W_"), _stack(params, "R_"), _stack(params, "b_")
@@ -218,17 +201,24 @@ def lstm_forward(x, y0, c0, params):
 def lstm_backward(dy, cache):
     """Backpropagation through time for ``lstm_forward``.
 
-    dy: (T, N, H), the upstream gradient dJ(t)/dy(t) on every output
-    -> dx (T, N, D), dy0 (N, H), dc0 (N, H), grads (dict, keys of params).
+    dy: (T, N, H), dy[t-1] = the gradient that reaches y(t) from outside the
+        recurrence (from a read-out layer at step t, say).
+    cache: from ``lstm_forward``.
+    -> dx (T, N, D) with dx[t-1] the gradient on x(t);
+       dy0 (N, H) and dc0 (N, H), the gradients on y(0) and c(0);
+       grads, a dict with exactly the keys of params.  The parameters are
+       shared by all steps, so each gradient is the sum over t = 1..T of
+       the steps' contributions.
 
-    Step t, from t = T down to 1, applies the equations of
-    ``lstm_step_backward`` with the module's convention: it receives
-    dy_prev and dc_prev from step t+1 (zeros after the last step) and sends
-    its own to step t-1; the pair left after step 1 is (dy0, dc0).  The
-    recurrence costs one (N, 4H) x (4H, H) product per step.  Parameters are
-    shared by all steps, so their gradients are sums over t; each sum is a
-    single matrix product over the stacked deltas (T*N, 4H) after the loop.
+    The messages flow as in ``lstm_step_backward``: walking back from t = T,
+    step t receives dy[t-1] plus the dy_prev of step t+1 on y(t) and the
+    dc_prev of step t+1 on c(t) (zeros after the last step); the pair that
+    step 1 sends back is (dy0, dc0).  Accurate also when the gates saturate.
+    Inputs are not modified.
     """
+    # The recurrence costs one (N, 4H) x (4H, H) product per step; each
+    # parameter sum is a single matrix product over the stacked deltas
+    # (T*N, 4H) after the loop.
     x, ys, cs, gates, tanh_c, W, R, params = cache
     T, N, D = x.shape
     H = ys.shape[2]
@@ -297,14 +287,14 @@ def gru_step_forward(x_t, h_prev, params):
 def gru_step_backward(dh_t, cache):
     """Backward pass of ``gru_step_forward``.
 
-    dh_t: (N, H), the total gradient on h(t)
-    -> dx_t (N, D), dh_prev (N, H), grads (dict with the keys of params).
-
-    With q = R_n h(t-1) and deltas on the pre-activations:
-        delta_n = dh_t * (1 - u) * tanh'
-        delta_u = dh_t * (h(t-1) - n) * sigmoid'
-        delta_r = delta_n * q * sigmoid'
-        dh_prev = dh_t * u + R_r^T delta_r + R_u^T delta_u + R_n^T (r * delta_n)
+    dh_t: (N, H), the total gradient on h(t).
+    cache: from ``gru_step_forward``.
+    -> dx_t (N, D), the gradient on x(t);
+       dh_prev (N, H), the gradient on h(t-1) through every route by which
+       h(t-1) reaches h(t);
+       grads, a dict with exactly the keys of params.
+    Derived the way chapter 3 derives the LSTM's backward pass (section
+    "Variants").  Inputs are not modified.
     """
     x_t, h_prev, r, u, n, q, P = cache
     delta_n = dh_t * (1.0 - u) * (1.0 - n ** 2)

@@ -187,6 +187,13 @@ def test_saturated_gates_stay_finite():
     assert np.all(np.isfinite(y)) and np.all(np.abs(y) <= 1.0)
     for v in (dx, dy0, dc0, *grads.values()):
         assert np.all(np.isfinite(v))
+    # The step functions and the cell Jacobian promise the same.
+    y_t, c_t, step_cache = L.lstm_step_forward(x[0], y0, c0, params)
+    step_grads = L.lstm_step_backward(np.ones_like(y_t), np.ones_like(c_t), step_cache)
+    jac = L.cell_jacobian_diag(x[0], y0, c0, params)
+    assert np.all(np.abs(y_t) <= 1.0) and np.all(np.isfinite(c_t))
+    for v in (*step_grads[:3], *step_grads[3].values(), jac):
+        assert np.all(np.isfinite(v))
 
 
 # ----------------------------------------------------------------------------
