@@ -79,8 +79,9 @@ class Store:
             return row
         try:
             report.write_submission(self.out, student, aid, result)
+            kept = {k: v for k, v in result.items() if k != "seconds"}  # timings: grading.json
             (self.folder(student, aid) / RECORD).write_text(json.dumps(
-                {"row": row, "key": key_, "result": result}, indent=1, sort_keys=True),
+                {"row": row, "key": key_, "result": kept}, indent=1, sort_keys=True),
                 encoding="utf-8", errors="replace")
         except Exception as exc:  # that student's files only
             row["status"] = "grader-error"
