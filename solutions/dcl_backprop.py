@@ -248,3 +248,58 @@ def adam_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8,
         v_hat = v[k] / (1.0 - beta2 ** t)
         new[k] = p - lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * p)
     return new, {"t": t, "m": m, "v": v}
+
+
+# ----------------------------------------------------------------------------
+# Regularisation
+
+
+def dropout_forward(x, p, rng, train=True):
+    """Inverted dropout with drop probability p.
+
+    x: array of any shape, e.g. (N, H); p: float in [0, 1);
+    rng: numpy.random.Generator; train: bool -> out (shape of x), cache.
+
+    Training: draws exactly one array u = rng.random(x.shape), keeps the
+    entries of x where u >= p, multiplied by 1 / (1 - p), and sets the others
+    to 0.  Evaluation (train=False): out equals x, nothing is drawn, and
+    ``dropout_backward`` with this cache returns dout unchanged.
+    Raises ValueError if p is not in [0, 1).
+    """
+    if not 0.0 <= p < 1.0:  # also rejects nan
+        raise ValueError(f"dropout: drop probability p must be in [0, 1), got {p!r}")
+    x = np.asarray(x, dtype=np.float64)
+    if not train:
+        return x.copy(), 1.0  # a scale of 1: the backward pass is the identity
+    u = rng.random(x.shape)  # one draw per entry: every example gets its own mask
+    scale = (u >= p) / (1.0 - p)  # 1/(1-p) on kept units keeps E[out] = x
+    return x * scale, scale
+
+
+def dropout_backward(dout, cache):
+    """Backward pass of ``dropout_forward``.
+
+    dout: (shape of out) = dJ/dout -> dx (same shape).
+    """
+    scale = cache
+    return np.asarray(dout, dtype=np.float64) * scale
+
+
+def l2_penalty(params, lam):
+    """L2 penalty on the weights and its gradient.
+
+    params: dict of arrays; the weights are the keys starting with "W",
+    every other key (the biases) is not penalised; lam: float >= 0
+    -> penalty (Python float) = (lam / 2) * (sum over weights of the sum of
+    their squared entries), grads (dict with the keys of params, each array
+    shaped like its parameter; zeros for the keys that are not weights).
+    """
+    penalty, grads = 0.0, {}
+    for k, p in params.items():
+        p = np.asarray(p, dtype=np.float64)
+        if k.startswith("W"):
+            penalty += 0.5 * lam * np.sum(p * p)
+            grads[k] = lam * p
+        else:
+            grads[k] = np.zeros_like(p)
+    return float(penalty), grads

@@ -1,10 +1,12 @@
 """Chapter 1 reference: gradients against central differences, closed forms, stability."""
+import copy
 import warnings
 
 import numpy as np
 import pytest
 
 from solutions import dcl_backprop as ref
+from tests.solutions.helpers import assert_same
 
 # Central differences at eps = 1e-6 on O(1) smooth functions are accurate to
 # ~1e-9 absolute; elementwise relative error stays below 1e-6 for entries
@@ -171,3 +173,137 @@ def test_adam_converges_on_a_quadratic():
     for _ in range(2000):
         p, state = ref.adam_step(p, {"w": 2 * p["w"]}, state, 0.05)
     assert np.abs(p["w"]).max() < 1e-2
+
+
+# ----------------------------------------------------------------------------
+# Dropout and the L2 penalty
+
+
+class ScriptedRng:
+    """Stands in for a Generator: hands out prescribed uniforms and records every draw."""
+
+    def __init__(self, u):
+        self.u, self.calls = np.asarray(u, dtype=float), []
+
+    def random(self, size=None):
+        self.calls.append(size)
+        return self.u.copy()
+
+
+def test_dropout_keeps_where_u_is_at_least_p_and_scales_by_one_over_keep():
+    x = np.array([[1.0, -2.0, 3.0, 4.0], [0.5, 0.5, -1.0, 8.0]])
+    u = np.array([[0.0, 0.25, 0.2499, 0.9], [0.3, 0.1, 0.25, 0.75]])
+    rng = ScriptedRng(u)
+    out, cache = ref.dropout_forward(x, 0.25, rng)
+    # kept (u >= 0.25) entries are divided by 0.75, the rest are 0; worked out by hand
+    assert np.allclose(out, [[0.0, -8 / 3, 0.0, 16 / 3], [2 / 3, 0.0, -4 / 3, 32 / 3]],
+                       rtol=1e-15, atol=0)
+    assert rng.calls == [x.shape]
+    dx = ref.dropout_backward(np.arange(8.0).reshape(2, 4), cache)
+    assert np.allclose(dx, [[0.0, 4 / 3, 0.0, 4.0], [16 / 3, 0.0, 8.0, 28 / 3]], rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("shape, p", [((6, 5), 0.3), ((3, 4, 2), 0.5), ((7,), 0.9)])
+def test_dropout_mask_is_one_draw_of_the_shape_of_x(shape, p):
+    x = np.random.default_rng(1).normal(size=shape)
+    x0 = x.copy()
+    rng = np.random.default_rng(2024)
+    twin = copy.deepcopy(rng)
+    out, _ = ref.dropout_forward(x, p, rng)
+    u = twin.random(x.shape)          # the twin draws once, as the contract says
+    assert out.shape == x.shape and out.dtype == np.float64
+    assert np.allclose(out, np.where(u >= p, x / (1 - p), 0.0), rtol=1e-15, atol=0)
+    # exactly one draw: both generators are now in the same state
+    assert rng.bit_generator.state == twin.bit_generator.state
+    assert rng.random() == twin.random()
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_dropout_with_p_zero_keeps_everything_but_still_draws_once():
+    x = np.random.default_rng(3).normal(size=(4, 3))
+    rng = np.random.default_rng(5)
+    twin = copy.deepcopy(rng)
+    out, cache = ref.dropout_forward(x, 0.0, rng)
+    twin.random(x.shape)
+    np.testing.assert_array_equal(out, x)
+    assert rng.bit_generator.state == twin.bit_generator.state
+    np.testing.assert_array_equal(ref.dropout_backward(np.ones((4, 3)), cache), np.ones((4, 3)))
+
+
+def test_dropout_at_evaluation_is_the_identity_and_draws_nothing():
+    x = np.random.default_rng(4).normal(size=(5, 6))
+    x0 = x.copy()
+    rng = np.random.default_rng(6)
+    state = copy.deepcopy(rng.bit_generator.state)
+    out, cache = ref.dropout_forward(x, 0.5, rng, train=False)
+    np.testing.assert_array_equal(out, x0)
+    assert rng.bit_generator.state == state
+    dout = np.random.default_rng(8).normal(size=(5, 6))
+    dout0 = dout.copy()
+    np.testing.assert_array_equal(ref.dropout_backward(dout, cache), dout0)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(dout, dout0)
+    stub = ScriptedRng(np.zeros((5, 6)))
+    ref.dropout_forward(x, 0.5, stub, train=False)
+    assert stub.calls == []
+
+
+def test_dropout_backward_matches_finite_differences():
+    x = np.random.default_rng(9).normal(size=(4, 5))
+    dout = np.random.default_rng(10).normal(size=(4, 5))
+    # the same seed in every call draws the same mask, so J is a smooth (linear) function of x
+    J = lambda v: np.sum(ref.dropout_forward(v, 0.4, np.random.default_rng(11))[0] * dout)
+    _, cache = ref.dropout_forward(x, 0.4, np.random.default_rng(11))
+    dout0 = dout.copy()
+    dx = ref.dropout_backward(dout, cache)
+    assert ref.relative_error(dx, fd(J, x)) < GRAD_TOL
+    np.testing.assert_array_equal(dout, dout0)
+
+
+def test_dropout_keeps_the_mean_and_drops_a_share_p():
+    x = np.full((400, 500), 2.0)
+    out, _ = ref.dropout_forward(x, 0.3, np.random.default_rng(12))
+    # 200000 Bernoulli(0.7) draws: the standard error of the kept share is about 0.001
+    assert abs(np.mean(out == 0.0) - 0.3) < 0.005
+    assert abs(out.mean() - 2.0) < 0.02
+    assert set(np.unique(out)) == {0.0, 2.0 / 0.7}
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan")])
+def test_dropout_rejects_p_outside_zero_one(p):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError):
+        ref.dropout_forward(np.ones((2, 2)), p, rng)
+    with pytest.raises(ValueError):
+        ref.dropout_forward(np.ones((2, 2)), p, rng, train=False)
+
+
+def test_l2_penalty_by_hand():
+    params = {"W1": np.array([[1.0, 2.0], [3.0, -1.0]]), "b1": np.array([5.0, 5.0]),
+              "W2": np.array([[0.5, -0.5]]), "b2": np.array([7.0])}
+    before = copy.deepcopy(params)
+    penalty, grads = ref.l2_penalty(params, 0.1)
+    assert isinstance(penalty, float)
+    assert penalty == pytest.approx(0.1 / 2 * (1 + 4 + 9 + 1 + 0.25 + 0.25), rel=1e-15)
+    assert list(grads) == list(params)
+    assert np.allclose(grads["W1"], [[0.1, 0.2], [0.3, -0.1]], rtol=1e-15, atol=0)
+    assert np.allclose(grads["W2"], [[0.05, -0.05]], rtol=1e-15, atol=0)
+    for k in ("b1", "b2"):
+        assert grads[k].shape == params[k].shape and not grads[k].any()
+    assert_same(params, before)
+    zero, zero_grads = ref.l2_penalty(params, 0.0)
+    assert zero == 0.0 and not any(g.any() for g in zero_grads.values())
+
+
+def test_l2_penalty_gradient_matches_finite_differences(rng):
+    params = {"W1": rng.normal(size=(5, 3)), "b1": rng.normal(size=5),
+              "W2": rng.normal(size=(2, 5)), "b2": rng.normal(size=2), "gamma": rng.normal(size=4)}
+    before = copy.deepcopy(params)
+    _, grads = ref.l2_penalty(params, 0.37)
+    assert set(grads) == set(params)
+    for k in params:
+        num = fd(lambda v: ref.l2_penalty({**params, k: v}, 0.37)[0], params[k])
+        assert grads[k].shape == params[k].shape
+        assert np.allclose(grads[k], num, rtol=0, atol=1e-8), k
+    assert not grads["gamma"].any()   # only the keys starting with "W" are weights
+    assert_same(params, before)
