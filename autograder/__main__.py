@@ -1,4 +1,4 @@
-"""Command line of the course's grader (see GRADING.md and the README)."""
+"""Command line of the course's grader (see the README)."""
 import argparse
 import os
 import sys

@@ -6,6 +6,8 @@ controls are linked to a ``Stack`` of images *in the browser* with
 ``jslink``: moving a slider changes which pre-drawn image is shown.  The same
 widget works unchanged in a live notebook.
 """
+import base64
+import html
 import io
 import itertools
 
@@ -25,31 +27,48 @@ def png(fig, dpi=80):
     return buf.getvalue()
 
 
-def explorer(draw, controls, width="560px"):
+def picture(png_bytes, alt, width="560px"):
+    """A pre-drawn PNG as a widget, with alt text for readers who cannot see it.
+
+    ipywidgets' ``Image`` has no alt text, so the picture is an ``<img>`` in an
+    ``HTML`` widget: its markup, alt included, is part of the saved widget
+    state and reaches the static page unchanged.
+    """
+    data = base64.b64encode(png_bytes).decode("ascii")
+    return widgets.HTML(
+        value=f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
+              'style="width: 100%; height: auto">',
+        layout=widgets.Layout(width=width))
+
+
+def explorer(draw, controls, alt, width="560px"):
     """A figure with one control per parameter, pre-drawn for every setting.
 
     draw: function(**setting) -> matplotlib Figure, called once per
         combination of control values.
     controls: list of (name, description, values, kind) with kind "slider"
-        or "dropdown"; values are the settings offered, in order.
+        or "dropdown"; values are the settings offered, in order.  The
+        description names the control for every reader (screen readers
+        included: book/_static/widget-labels.js gives it to the control).
+    alt: what the picture of one setting shows, read out in its place:
+        a format string over the control names, or function(**setting) -> str.
     Returns a VBox of the controls above the figure.
     """
     names = [c[0] for c in controls]
-    makers = {"slider": widgets.SelectionSlider, "dropdown": widgets.Dropdown}
-    ui = [makers[kind](options=[(str(v), v) for v in values], description=desc,
-                       continuous_update=True,
-                       style={"description_width": "initial"},
-                       layout=widgets.Layout(width=width))
-          if kind == "slider" else
-          makers[kind](options=[(str(v), v) for v in values], description=desc,
-                       style={"description_width": "initial"})
-          for (_, desc, values, kind) in controls]
+    describe = alt if callable(alt) else alt.format
+    ui = []
+    for _, desc, values, kind in controls:
+        # the tooltip names the control too (without one, the label's title reads "null")
+        common = dict(options=[(str(v), v) for v in values], description=desc, tooltip=desc,
+                      style={"description_width": "initial"})
+        ui.append(widgets.SelectionSlider(**common, continuous_update=True,
+                                          layout=widgets.Layout(width=width))
+                  if kind == "slider" else widgets.Dropdown(**common))
 
     def build(level, fixed):
         if level == len(controls):
             setting = dict(zip(names, fixed))
-            return widgets.Image(value=png(draw(**setting)), format="png",
-                                 layout=widgets.Layout(width=width))
+            return picture(png(draw(**setting)), describe(**setting), width)
         children = [build(level + 1, fixed + (v,)) for v in controls[level][2]]
         stack = widgets.Stack(children=children, selected_index=0)
         widgets.jslink((ui[level], "index"), (stack, "selected_index"))

@@ -13,7 +13,7 @@ import yaml
 from autograder import course, notebooks
 
 ROOT = course.ROOT
-CURRICULUM = ROOT.parent / "shared" / "CURRICULUM.md"
+CONTRACT = ROOT / "book" / "contract.md"
 
 
 def release(aid):
@@ -24,20 +24,32 @@ def filled(aid):
     return notebooks.fill_with_reference(release(aid), aid)
 
 
+def contract():
+    """{assignment: {function: signature as the page writes it}} from the book's contract page.
+
+    book/contract.md is the course's one list of graded functions: an
+    assignment's section is a heading labelled ``(contract-<assignment>)=``
+    and ends at the next heading; the first column of each table row gives
+    one or more ``name(arguments)``.
+    """
+    found, current, label = {}, None, None
+    for line in CONTRACT.read_text().splitlines():
+        if line.startswith("## "):   # a section: an assignment's if its label names one
+            current = label if label and (course.SOURCE / label).is_dir() else None
+            if current:
+                found[current] = {}
+        elif current and line.startswith("| `"):
+            for name, args in re.findall(r"`(\w+)\(([^`]*)\)`", line.split("|")[1]):
+                found[current][name] = f"{name}({args})"
+        m = re.fullmatch(r"\(contract-(\w+)\)=", line.strip())
+        label = m.group(1) if m else None
+    return found
+
+
 @pytest.fixture(scope="session")
 def curriculum_functions():
-    """{assignment: [graded function names]} read from the shared contract."""
-    if not CURRICULUM.exists():
-        pytest.fail(f"the contract {CURRICULUM} is missing: clone the course beside shared/")
-    found, current = {}, None
-    for line in CURRICULUM.read_text().splitlines():
-        m = re.search(r"assignment `(\w+)`", line)
-        if line.startswith("## ") and m:
-            current = m.group(1)
-            found[current] = []
-        elif current and line.startswith("| `"):
-            found[current] += re.findall(r"`(\w+)\(", line.split("|")[1])
-    return found
+    """{assignment: [graded function names]} as the contract page lists them."""
+    return {aid: list(functions) for aid, functions in contract().items()}
 
 
 @pytest.fixture(scope="session")

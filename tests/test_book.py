@@ -11,6 +11,7 @@ import importlib
 import json
 import re
 import textwrap
+import zipfile
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, unquote
 
@@ -248,6 +249,67 @@ def test_chapter_shows_prerequisites_goals_time_and_questions_with_hidden_answer
     hidden = [box for box in questions
               if (d := box.select_one("details")) is not None and not d.has_attr("open")]
     assert hidden, f"{doc}: no 'Check your understanding' with a hidden answer"
+
+
+def _get_started():
+    """The docname of the Get started page in _toc.yml (None if there is none)."""
+    return next((doc for doc, _, _ in toc() if doc.rsplit("/", 1)[-1] == "get_started"), None)
+
+
+def _links_to(html, page, node, doc):
+    """Whether `node` of `page` holds a link to the page `doc`."""
+    return any(local_file(html, urljoin(url_of(html, page), a["href"])) == html / f"{doc}.html"
+               for a in node.select("a[href]"))
+
+
+def test_introduction_links_the_get_started_page(site):
+    start = _get_started()
+    assert start, "no page book/get_started.md in _toc.yml"
+    root = toc()[0][0]
+    page = site.html / f"{root}.html"
+    assert _links_to(site.html, page, soup(page).select_one("article.bd-article"), start), \
+        f"{root} does not link {start}"
+
+
+@pytest.mark.parametrize("doc", chapter_pages())
+def test_chapter_links_the_get_started_page_from_both_exercise_boxes(site, doc):
+    """From the opening box (which offers the notebook) and from the Exercise section."""
+    start = _get_started()
+    page = site.html / f"{doc}.html"
+    article = soup(page).select_one("article.bd-article")
+    assert _links_to(site.html, page, article.select_one("div.admonition"), start), \
+        f"{doc}: the box at the top does not link {start}"
+    # the heading's text without its section number ("1.8.") and permalink ("#")
+    exercise = next((h.find_parent("section") for h in article.select("section > h2")
+                     if re.sub(r"^[\d.]*", "", h.get_text(strip=True)).rstrip("#") == "Exercise"),
+                    None)
+    assert exercise is not None, f"{doc}: no section 'Exercise'"
+    assert _links_to(site.html, page, exercise, start), \
+        f"{doc}: the Exercise section does not link {start}"
+
+
+def test_get_started_offers_every_notebook_in_one_zip_and_the_learner_requirements(site):
+    start = _get_started()
+    page = site.html / f"{start}.html"
+    offered = [local_file(site.html, urljoin(url_of(site.html, page), a["href"]))
+               for a in soup(page).select("article a.download[href]")]
+    requirements = (ROOT / "learner" / "requirements.txt").read_bytes()
+    zips = [f for f in offered if f.suffix == ".zip"]
+    assert len(zips) == 1 and zips[0].is_file(), f"{start}: offers {offered}, not one zip"
+    with zipfile.ZipFile(zips[0]) as zf:
+        assert zf.testzip() is None
+        members = {Path(name).name: zf.read(name) for name in zf.namelist()}
+        folders = {Path(name).parts[0] for name in zf.namelist()}
+    assert len(folders) == 1, f"the zip should unpack into one folder, not {folders}"
+    assert set(members) == {f"{aid}.ipynb" for aid in exercises()} | {"requirements.txt"}, \
+        sorted(members)
+    for aid in exercises():
+        assert members[f"{aid}.ipynb"] == \
+            (course.EXERCISES / aid / f"{aid}.ipynb").read_bytes(), f"{aid}: stale in the zip"
+    assert members["requirements.txt"] == requirements
+    alone = [f for f in offered if f.name == "requirements.txt"]
+    assert alone and alone[0].read_bytes() == requirements, \
+        f"{start}: no download of learner/requirements.txt on its own"
 
 
 def test_notation_page_and_glossary_exist_and_are_used(site):

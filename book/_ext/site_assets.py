@@ -1,7 +1,8 @@
 """Serve every script, style and font of the site from the site itself.
 
 By default the pages would load MathJax, RequireJS and the ipywidgets embed
-manager from public CDNs.  This extension installs them once from the npm
+manager from public CDNs.  (axe-core, the accessibility checker of the
+browser tests, is vendored the same way.)  This extension installs them once from the npm
 registry (``tools/vendor/package.json`` and its lock file, with ``npm ci``),
 copies the files the pages need into ``book/_static/vendor/`` (ignored by
 git, published as ``_static/vendor/``), and drops the script tags of
@@ -42,6 +43,10 @@ FILES = {
     "mathjax/es5/sre": "mathjax/sre",
     "requirejs/require.js": "requirejs/require.js",
     "@jupyter-widgets/html-manager/dist/embed-amd.js": "html-manager/embed-amd.js",
+    # not loaded by the pages: the browser tests run it on every page
+    # (tests/test_site.py), so the site checks its accessibility offline too
+    "axe-core/axe.min.js": "axe-core/axe.min.js",
+    "axe-core/LICENSE": "axe-core/LICENSE",
 }
 # the fonts the widget manager's bundled CSS refers to, whatever their hashed names
 FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
