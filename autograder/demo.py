@@ -22,6 +22,10 @@ BUGS = {
         ("answer_softmax", "z.max(axis=-1, keepdims=True)", "z.max()"),
         ("answer_softmax", "e.sum(axis=-1, keepdims=True)", "e.sum(axis=0, keepdims=True)"),
         ("answer_relu_grad", "> 0", ">= 0"),
+        ("answer_adam_step", "np.sqrt(v_hat) + eps", "np.sqrt(v_hat + eps)"),
+        ("answer_dropout_forward", "scale = (u >= p) / (1.0 - p)", "scale = (u >= p) * 1.0"),
+        ("answer_l2_penalty", 'if k.startswith("W"):', "if True:"),
+        ("answer_l2_penalty", "penalty += 0.5 * lam", "penalty += lam"),
     ],
     "rnn_bptt": [
         ("answer_rnn_step_backward", "dh_prev = delta @ W", "dh_prev = delta @ W.T"),

@@ -303,3 +303,26 @@ def l2_penalty(params, lam):
         else:
             grads[k] = np.zeros_like(p)
     return float(penalty), grads
+
+
+def mlp_dropout_loss_and_grads(params, x, y, p, rng):
+    """``mlp_loss_and_grads`` with inverted dropout on the hidden units.
+
+    The network of ``mlp_loss_and_grads`` with h~ = dropout(h) (training
+    mode, drop probability p, one draw from rng) between the hidden layer
+    and the output layer: logits = h~ W2^T + b2.
+    params: W1 (H, D), b1 (H,), W2 (K, H), b2 (K,); x: (N, D); y: (N,) ints;
+    p: float in [0, 1); rng: numpy.random.Generator
+    -> loss (float), grads (dict with the keys of params).
+    (Not graded: it powers the exercise's experiment on over-fitting.)
+    """
+    a1, cache1 = dense_forward(x, params["W1"], params["b1"])
+    h = np.tanh(a1)
+    h_kept, cache_drop = dropout_forward(h, p, rng)
+    logits, cache2 = dense_forward(h_kept, params["W2"], params["b2"])
+    loss, dlogits = softmax_cross_entropy(logits, y)
+
+    dh_kept, dW2, db2 = dense_backward(dlogits, cache2)
+    delta1 = dropout_backward(dh_kept, cache_drop) * (1.0 - h * h)
+    _, dW1, db1 = dense_backward(delta1, cache1)
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
