@@ -411,7 +411,7 @@ def draw_learning_curve(ax, curve, baselines=()):
     ax.legend(frameon=False, loc="center right")
 
 
-def format_samples(result, config, width=84):
+def format_samples(result, config, width=64):
     """The samples of a run as lines of text: per checkpoint, one block per temperature.
 
     A line break of a sample is shown as ⏎ so that each sample stays a block.
