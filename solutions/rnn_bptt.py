@@ -255,3 +255,97 @@ def hidden_jacobian(h, W, t, k):
         # diag(d) @ M scales the rows of M: no need to build diag(d).
         J = (1.0 - h[s] ** 2)[:, None] * (W @ J)
     return J
+
+
+# ----------------------------------------------------------------------------
+# Sequences in practice: padding, long streams, sampling
+
+
+def masked_temporal_softmax_cross_entropy(logits, y, mask):
+    """Softmax cross-entropy of the real (unpadded) steps, summed over time.
+
+    logits: (T, N, K), y: (T, N) integer labels, mask: (T, N) booleans,
+    True where step t of sequence n is real and False where it is padding
+    -> loss (float), dlogits (T, N, K), zero wherever mask is False.
+
+        J = sum_t J(t),   J(t) = -(1/N) sum_n m_n(t) log softmax(o(t))[n, y_n(t)]
+        dJ/do(t) = m(t) (softmax(o(t)) - onehot(y(t))) / N
+
+    N is the batch size, padded sequences included, exactly as in
+    ``temporal_softmax_cross_entropy``, which this equals when mask is all
+    True.  Labels where mask is False are ignored (any integer, e.g. a
+    padding id or -1).  Stable for large logits.
+    """
+    T, N = y.shape
+    mask = np.asarray(mask, dtype=bool)
+    t_idx, n_idx = np.meshgrid(np.arange(T), np.arange(N), indexing="ij")
+    # A padded label may be anything, so look up class 0 there; np.where
+    # then drops that step whatever its loss is (even inf or nan).
+    y_real = np.where(mask, y, 0)
+    step_losses = -log_softmax(logits)[t_idx, n_idx, y_real]
+    loss = np.where(mask, step_losses, 0.0).sum() / N
+    dlogits = softmax(logits)
+    dlogits[t_idx, n_idx, y_real] -= 1.0
+    return float(loss), np.where(mask[:, :, None], dlogits / N, 0.0)
+
+
+def batchify(ids, N):
+    """Cut one long sequence into N contiguous streams, stored time-major.
+
+    ids: (M,) integers; N: the number of streams, an int >= 1
+    -> (L, N) array of the same dtype with L = M // N, whose column n is
+    ids[n*L:(n+1)*L]; the last M - N*L ids are dropped.
+
+    Row t holds step t of every stream, so consecutive chunks of rows
+    continue each stream where the previous chunk stopped.  Raises
+    ValueError if N < 1 or if there are fewer ids than streams (L == 0).
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"ids must be 1-D, got shape {ids.shape}")
+    if N < 1:
+        raise ValueError(f"need at least one stream, got N={N}")
+    L = len(ids) // N
+    if L == 0:
+        raise ValueError(f"{len(ids)} ids cannot fill {N} streams")
+    # Row n of the (N, L) reshape is stream n; transposing makes time the first axis.
+    return ids[:N * L].reshape(N, L).T.copy()
+
+
+def sample(params, h0, x0, T, rng, temperature=1.0):
+    """Let a trained next-character RNN write T ids, one sequence.
+
+    params: dict U (H, K), W (H, H), b (H,), V (K, H), c (K,) of a model
+    with one-hot inputs (D = K), as in ``rnn_loss_and_grads``; h0: (H,),
+    the hidden state before the first input; x0: the first input id, an int
+    in [0, K); T: the number of ids to write; rng: numpy.random.Generator;
+    temperature: float >= 0 -> ids: (T,) integer array (x0 not included).
+
+    Step s feeds the previous id (x0 at s = 1) as a one-hot vector,
+    updates the hidden state, which is carried from step to step, and picks
+
+        id(s) = rng.choice(K, p=softmax(o(s) / temperature))   if temperature > 0
+        id(s) = argmax o(s)                                    if temperature == 0
+
+    where o(s) = c + V h(s).  Every step with temperature > 0 draws exactly
+    once from rng; temperature 0 (greedy) draws nothing.  Raises ValueError
+    for a negative temperature.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    U, W, b, V, c = (params[k] for k in ("U", "W", "b", "V", "c"))
+    K = V.shape[0]
+    ids = np.empty(T, dtype=np.int64)
+    h = np.asarray(h0, dtype=np.float64)[None, :]  # (1, H): a batch of one
+    x_id = int(x0)
+    for s in range(T):
+        x_t = np.zeros((1, K))
+        x_t[0, x_id] = 1.0
+        h, _ = rnn_step_forward(x_t, h, U, W, b)
+        o = c + h[0] @ V.T
+        if temperature == 0:
+            x_id = int(np.argmax(o))
+        else:
+            x_id = int(rng.choice(K, p=softmax(o / temperature)))
+        ids[s] = x_id
+    return ids

@@ -513,3 +513,271 @@ def test_hidden_jacobian_rejects_bad_indices_and_keeps_inputs():
         R.hidden_jacobian(h, params["W"], 1, 2)
     with pytest.raises(ValueError):
         R.hidden_jacobian(h, params["W"], T + 1, 0)
+
+
+# ----------------------------------------------------------------------------
+# Sequences in practice: the masked loss
+
+
+def loop_masked_loss(logits, y, mask):
+    """J = sum over real steps of -log softmax / N, by loops and logsumexp."""
+    Tn, Nn = y.shape
+    J = 0.0
+    for t in range(Tn):
+        for n in range(Nn):
+            if mask[t, n]:
+                o = logits[t, n]
+                m = o.max()
+                J += (m + math.log(np.exp(o - m).sum()) - o[y[t, n]]) / Nn
+    return J
+
+
+def random_masked_batch(seed, lengths=(5, 3, 1, 4), scale=2.0):
+    """Sequences of the given lengths padded to the longest: mask[t, n] = t < lengths[n]."""
+    rng = np.random.default_rng(seed)
+    Tn, Nn = max(lengths), len(lengths)
+    logits = scale * rng.standard_normal((Tn, Nn, K))
+    y = rng.integers(0, K, size=(Tn, Nn))
+    mask = np.arange(Tn)[:, None] < np.array(lengths)[None, :]
+    return logits, y, mask
+
+
+def test_masked_loss_by_hand():
+    # Step 1: example 0 has logits (0, 0), label 0 -> ln 2; example 1 has
+    # (ln 3, 0), label 1 -> -ln(1/4) = ln 4.  Step 2: example 0 has (0, ln 3),
+    # label 1 -> ln(4/3); example 1 is padding.  Divide every step by N = 2:
+    # J = (ln 2 + ln 4)/2 + ln(4/3)/2 = (5 ln 2 - ln 3) / 2.
+    l3 = math.log(3.0)
+    logits = np.array([[[0.0, 0.0], [l3, 0.0]],
+                       [[0.0, l3], [5.0, -5.0]]])
+    y = np.array([[0, 1], [1, 0]])
+    mask = np.array([[True, True], [True, False]])
+    loss, dlogits = R.masked_temporal_softmax_cross_entropy(logits, y, mask)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx((5 * math.log(2.0) - l3) / 2, rel=1e-14)
+    # (softmax - onehot) / 2 on the real steps, zero on the padded one
+    want = np.array([[[-0.25, 0.25], [0.375, -0.375]],
+                     [[0.125, -0.125], [0.0, 0.0]]])
+    np.testing.assert_allclose(dlogits, want, rtol=1e-14, atol=1e-16)
+
+
+def test_masked_loss_all_true_equals_unmasked_loss():
+    rng = np.random.default_rng(40)
+    logits = 3.0 * rng.standard_normal((T, N, K))
+    y = rng.integers(0, K, size=(T, N))
+    loss, dlogits = R.masked_temporal_softmax_cross_entropy(logits, y, np.ones((T, N), dtype=bool))
+    want_loss, want_d = R.temporal_softmax_cross_entropy(logits, y)
+    assert loss == pytest.approx(want_loss, rel=1e-13)
+    assert loss == pytest.approx(loop_masked_loss(logits, y, np.ones((T, N), bool)), rel=1e-12)
+    np.testing.assert_allclose(dlogits, want_d, rtol=1e-13, atol=1e-16)
+
+
+def test_masked_loss_matches_loops_and_divides_by_the_batch_size():
+    logits, y, mask = random_masked_batch(41)
+    loss, _ = R.masked_temporal_softmax_cross_entropy(logits, y, mask)
+    assert loss == pytest.approx(loop_masked_loss(logits, y, mask), rel=1e-12)
+    # Each sequence scored alone over its own length, divided by the batch size N:
+    lengths, Nn = mask.sum(axis=0), mask.shape[1]
+    alone = sum(R.temporal_softmax_cross_entropy(logits[:L, n:n + 1], y[:L, n:n + 1])[0]
+                for n, L in enumerate(lengths)) / Nn
+    assert loss == pytest.approx(alone, rel=1e-12)
+    # ... which is not what dividing by the number of real entries would give.
+    per_entry = loop_masked_loss(logits, y, mask) * Nn / mask.sum()
+    assert abs(loss - per_entry) > 1e-2
+
+
+def test_masked_loss_gradient_vs_central_differences():
+    # logits of order 1: no class so unlikely that rounding dominates its central difference
+    logits, y, mask = random_masked_batch(42, scale=1.0)
+    _, dlogits = R.masked_temporal_softmax_cross_entropy(logits, y, mask)
+    num = numerical_gradient(lambda: loop_masked_loss(logits, y, mask), logits)
+    assert relative_error(dlogits, num) < GRAD_TOL
+    # Central differences are exactly 0 on the padding: nothing there reaches the loss.
+    np.testing.assert_array_equal(num[~mask], 0.0)
+    np.testing.assert_array_equal(dlogits[~mask], 0.0)
+
+
+def test_padded_steps_change_neither_loss_nor_gradient():
+    logits, y, mask = random_masked_batch(43)
+    loss, dlogits = R.masked_temporal_softmax_cross_entropy(logits, y, mask)
+    rng = np.random.default_rng(44)
+    other_logits, other_y = logits.copy(), y.copy()
+    other_logits[~mask] = 50.0 * rng.standard_normal((int((~mask).sum()), K))
+    other_y[~mask] = rng.integers(0, K, size=int((~mask).sum()))
+    loss2, dlogits2 = R.masked_temporal_softmax_cross_entropy(other_logits, other_y, mask)
+    assert loss2 == loss
+    np.testing.assert_array_equal(dlogits2, dlogits)
+    # Labels on padding may be a padding id outside [0, K), e.g. -1.
+    other_y[~mask] = -1
+    loss3, dlogits3 = R.masked_temporal_softmax_cross_entropy(other_logits, other_y, mask)
+    assert loss3 == loss
+    np.testing.assert_array_equal(dlogits3, dlogits)
+
+
+def test_masked_loss_large_logits_closed_form():
+    # Real step: label 1 has logit 0 against 1000 -> loss 1000 (then / N = 2).
+    # Padded step: label 0 loses by 2000, which must not count.
+    logits = np.array([[[1000.0, 0.0], [0.0, 2000.0]]])
+    y = np.array([[1, 0]])
+    mask = np.array([[True, False]])
+    loss, dlogits = R.masked_temporal_softmax_cross_entropy(logits, y, mask)
+    assert loss == pytest.approx(500.0, rel=1e-15)
+    np.testing.assert_allclose(dlogits, [[[0.5, -0.5], [0.0, 0.0]]], atol=1e-15)
+
+
+def test_masked_loss_does_not_mutate_inputs():
+    logits, y, mask = random_masked_batch(45)
+    before = snapshot((logits, y, mask))
+    R.masked_temporal_softmax_cross_entropy(logits, y, mask)
+    assert_same((logits, y, mask), before)
+
+
+# ----------------------------------------------------------------------------
+# Sequences in practice: contiguous streams
+
+
+def test_batchify_by_hand():
+    # 11 ids, 3 streams: L = 3, id 9 and 10 dropped; stream n = ids[3n:3n+3].
+    got = R.batchify(np.arange(11), 3)
+    np.testing.assert_array_equal(got, [[0, 3, 6], [1, 4, 7], [2, 5, 8]])
+
+
+@pytest.mark.parametrize("M, Nn", [(100, 7), (64, 8), (5, 1), (6, 6), (13, 4)])
+def test_batchify_matches_loops(M, Nn):
+    ids = np.random.default_rng(M + Nn).integers(0, 50, size=M)
+    before = ids.copy()
+    got = R.batchify(ids, Nn)
+    L = M // Nn
+    assert got.shape == (L, Nn) and got.dtype == ids.dtype
+    for n in range(Nn):
+        for t in range(L):
+            assert got[t, n] == ids[n * L + t]
+    # Every stream is a contiguous piece: the id after row t is the next id of the text.
+    for n in range(Nn):
+        start = n * L
+        np.testing.assert_array_equal(got[:, n], ids[start:start + L])
+    assert_same(ids, before)
+    assert not np.shares_memory(got, ids)
+
+
+def test_batchify_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        R.batchify(np.arange(10), 0)
+    with pytest.raises(ValueError):
+        R.batchify(np.arange(10), -2)
+    with pytest.raises(ValueError):
+        R.batchify(np.arange(3), 4)       # L = 0
+    with pytest.raises(ValueError):
+        R.batchify(np.arange(12).reshape(3, 4), 2)
+
+
+# ----------------------------------------------------------------------------
+# Sequences in practice: sampling
+
+
+def cyclic_model():
+    """K = H = 3, W = 0: input id k makes id (k + 1) % 3 by far the most likely next id."""
+    perm = np.roll(np.eye(3), 1, axis=0)  # perm @ e_k = e_{(k+1) % 3}
+    return {"U": 5.0 * np.eye(3), "W": np.zeros((3, 3)), "b": np.zeros(3),
+            "V": 10.0 * perm, "c": np.zeros(3)}
+
+
+def alternating_model():
+    """H = 1, inputs ignored (U = 0), W = -3 flips the sign of h at every step;
+    V = (1, -1) makes class 0 win when h > 0 and class 1 when h < 0."""
+    return {"U": np.zeros((1, 2)), "W": np.array([[-3.0]]), "b": np.zeros(1),
+            "V": np.array([[1.0], [-1.0]]), "c": np.zeros(2)}
+
+
+def test_sample_greedy_feeds_each_id_back_and_draws_nothing():
+    rng = np.random.default_rng(50)
+    state = copy.deepcopy(rng.bit_generator.state)
+    ids = R.sample(cyclic_model(), np.zeros(3), 0, 7, rng, temperature=0)
+    assert ids.shape == (7,) and np.issubdtype(ids.dtype, np.integer)
+    # x0 = 0 -> 1 -> 2 -> 0 ...; a sampler that kept feeding x0 would repeat 1.
+    np.testing.assert_array_equal(ids, [1, 2, 0, 1, 2, 0, 1])
+    assert rng.bit_generator.state == state
+
+
+def test_sample_greedy_carries_the_hidden_state_from_h0():
+    # h0 = 0.5: h(1) = tanh(-1.5) < 0 -> 1, h(2) = tanh(-3 h(1)) > 0 -> 0, ...
+    ids = R.sample(alternating_model(), np.array([0.5]), 0, 6, np.random.default_rng(0), 0.0)
+    np.testing.assert_array_equal(ids, [1, 0, 1, 0, 1, 0])
+    # Restarting every step from h0 would give 1, 1, 1, ...; from -0.5 the run starts with 0.
+    ids = R.sample(alternating_model(), np.array([-0.5]), 1, 4, np.random.default_rng(0), 0.0)
+    np.testing.assert_array_equal(ids, [0, 1, 0, 1])
+
+
+def loop_sample(params, h0, x0, Tn, rng, temperature):
+    """Independent sampler: column-vector math, one draw per step from rng."""
+    K_ = params["V"].shape[0]
+    h, x_id, out = np.array(h0, dtype=float), x0, []
+    for _ in range(Tn):
+        h = np.tanh(params["b"] + params["W"].dot(h) + params["U"][:, x_id])
+        o = params["c"] + params["V"].dot(h)
+        if temperature == 0:
+            x_id = int(np.argmax(o))
+        else:
+            z = o / temperature
+            p = np.exp(z - z.max())
+            x_id = int(rng.choice(K_, p=p / p.sum()))
+        out.append(x_id)
+    return out
+
+
+def char_model(seed, Kc=6, Hc=5, scale=1.5):
+    rng = np.random.default_rng(seed)
+    return {"U": scale * rng.standard_normal((Hc, Kc)), "W": scale * rng.standard_normal((Hc, Hc)),
+            "b": 0.3 * rng.standard_normal(Hc), "V": 2 * scale * rng.standard_normal((Kc, Hc)),
+            "c": 0.3 * rng.standard_normal(Kc)}, 0.5 * rng.standard_normal(Hc)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sample_replays_one_draw_per_step(temperature):
+    params, h0 = char_model(51)
+    before = snapshot((params, h0))
+    rng = np.random.default_rng(52)
+    replay = copy.deepcopy(rng)
+    ids = R.sample(params, h0, 2, 40, rng, temperature)
+    want = loop_sample(params, h0, 2, 40, replay, temperature)
+    np.testing.assert_array_equal(ids, want)
+    # Exactly 40 draws: the generator is where the replay left its copy.
+    assert rng.bit_generator.state == replay.bit_generator.state
+    assert_same((params, h0), before)
+    assert len(set(ids.tolist())) > 2   # a real sample, not a constant run
+
+
+def test_sample_temperature_divides_the_logits():
+    # Logits that do not depend on the state or the input: o = c = log(0.7, 0.2, 0.1).
+    # At temperature tau the draws follow softmax(c / tau) = p^(1/tau), normalised.
+    p = np.array([0.7, 0.2, 0.1])
+    params = {"U": np.zeros((2, 3)), "W": np.zeros((2, 2)), "b": np.zeros(2),
+              "V": np.zeros((3, 2)), "c": np.log(p)}
+    for tau in (0.5, 1.0, 3.0):
+        q = p ** (1 / tau) / np.sum(p ** (1 / tau))
+        rng = np.random.default_rng(53)
+        replay = copy.deepcopy(rng)
+        ids = R.sample(params, np.zeros(2), 0, 200, rng, tau)
+        np.testing.assert_array_equal(ids, [replay.choice(3, p=q) for _ in range(200)])
+    # Low temperatures sharpen, high ones flatten: the share of the likeliest id falls.
+    shares = [np.mean(R.sample(params, np.zeros(2), 0, 4000, np.random.default_rng(54), tau) == 0)
+              for tau in (0.25, 1.0, 4.0)]
+    assert shares[0] > 0.95 and abs(shares[1] - 0.7) < 0.03 and shares[2] < 0.5
+
+
+def test_sample_tiny_temperature_is_greedy():
+    params, h0 = char_model(55)
+    greedy = R.sample(params, h0, 1, 30, np.random.default_rng(0), 0)
+    np.testing.assert_array_equal(greedy, loop_sample(params, h0, 1, 30, None, 0))
+    cold = R.sample(params, h0, 1, 30, np.random.default_rng(56), 1e-6)
+    np.testing.assert_array_equal(cold, greedy)
+
+
+def test_sample_edge_cases():
+    params, h0 = char_model(57)
+    rng = np.random.default_rng(58)
+    state = copy.deepcopy(rng.bit_generator.state)
+    ids = R.sample(params, h0, 0, 0, rng)
+    assert ids.shape == (0,) and rng.bit_generator.state == state
+    with pytest.raises(ValueError):
+        R.sample(params, h0, 0, 5, rng, temperature=-1.0)
