@@ -25,7 +25,10 @@ with tags:
 ``mistakes`` instructor-only code (variants of the reference that make a
             learner's typical mistakes): used by EXPECTED blocks, never
             shipped and never run by the grader.
-``demo``    read-only, not run by the grader (experiments, plots).
+``demo``    read-only, not run by the grader (experiments, plots); a demo cell
+            ``# generated: module.function`` is replaced, when the notebook
+            is made, by the source that function returns (data a notebook
+            must carry, such as the capstone's text).
 ``free``    an ungraded cell the learner may edit.
 Untagged code cells are read-only set-up the grader runs (imports, data).
 
@@ -103,6 +106,7 @@ class Cell:
     points: float = 0.0
     extra_credit: bool = False   # tests cells: points on top of the maximum
     functions: list = field(default_factory=list)  # answer cells: what they define
+    generated: str = ""  # demo cells: "module.function" that makes their source
 
 
 @dataclass
@@ -207,7 +211,9 @@ def load(assignment_id):
             cells.append(Cell("tests", gid, c.source, float(c.metadata["points"]),
                               extra_credit=bool(c.metadata.get("extra_credit", False))))
             continue
-        cells.append(Cell(kind, f"{kind}_{i}", c.source))
+        generated = _directive(c, "generated")[0] if (
+            kind == "demo" and c.source.startswith("# generated:")) else ""
+        cells.append(Cell(kind, f"{kind}_{i}", c.source, generated=generated))
     ids = [c.grade_id for c in cells if c.grade_id]
     dup = {g for g in ids if ids.count(g) > 1}
     if dup:
@@ -247,6 +253,10 @@ def instructor_notebook(a, packed=None):
             nb.cells.append(cell)
         elif c.kind == "tests":
             nb.cells.append(code_cell("tests", c.grade_id, test_source(c), c.points))
+        elif c.generated:
+            mod, name = c.generated.rsplit(".", 1)
+            nb.cells.append(code_cell(c.kind, c.grade_id,
+                                      getattr(importlib.import_module(mod), name)()))
         elif c.kind != "mistakes":
             nb.cells.append(code_cell(c.kind, c.grade_id, c.source))
         if c.kind == "checks" and packed is not None:

@@ -44,6 +44,12 @@ BUGS = {
         ("answer_clip_grad_norm", "scale = max_norm / total_norm if total_norm > max_norm else 1.0",
          "scale = max_norm / total_norm"),
         ("answer_hidden_jacobian", "if not 0 <= k <= t < h.shape[0]:", "if not 0 <= k and t < h.shape[0]:"),
+        ("answer_masked_temporal_softmax_cross_entropy",
+         "loss = np.where(mask, step_losses, 0.0).sum() / N",
+         "loss = np.where(mask, step_losses, 0.0).sum() / mask.sum()"),
+        ("answer_batchify", "return ids[:N * L].reshape(N, L).T.copy()",
+         "return ids[:N * L].reshape(L, N).copy()"),
+        ("answer_sample", "p=softmax(o / temperature)", "p=softmax(o * temperature)"),
     ],
     "dimensionality": [
         ("answer_sample_unit_ball", "r = rng.random(n) ** (1.0 / D)", "r = rng.random(n)"),

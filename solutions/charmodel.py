@@ -426,3 +426,9 @@ def format_samples(result, config, width=64):
             lines.append(f"  tau = {tau:3.1f} | " + "\n            | ".join(chunks))
         lines.append("")
     return "\n".join(lines)
+
+
+def notebook_text_cell():
+    """The cell of the lstm exercise notebook that carries the course's text:
+    ``text_cell_source`` of ``course_text`` of the book beside this package."""
+    return text_cell_source(*course_text(Path(__file__).resolve().parent.parent / "book"))

@@ -269,7 +269,6 @@ def masked_temporal_softmax_cross_entropy(logits, y, mask):
     -> loss (float), dlogits (T, N, K), zero wherever mask is False.
 
         J = sum_t J(t),   J(t) = -(1/N) sum_n m_n(t) log softmax(o(t))[n, y_n(t)]
-        dJ/do(t) = m(t) (softmax(o(t)) - onehot(y(t))) / N
 
     N is the batch size, padded sequences included, exactly as in
     ``temporal_softmax_cross_entropy``, which this equals when mask is all
