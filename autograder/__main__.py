@@ -13,6 +13,9 @@ def main(argv=None):
     g.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb")
     g.add_argument("--out", required=True, help="where grades.csv, results and feedback go")
     g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
+    g.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="grade on a Dask cluster: a scheduler address (tcp://host:8786) or "
+                        "local:N (N worker processes here); needs dask and distributed")
     g.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
     g.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
     g.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
@@ -55,8 +58,14 @@ def main(argv=None):
         try:
             rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
                                seed=args.seed, db_url=args.db, progress=not args.quiet,
-                               only=args.only, resume=args.resume)
+                               only=args.only, resume=args.resume, cluster=args.cluster)
         except StaleNotebook as exc:
+            print(f"cannot grade: {exc}", file=sys.stderr)
+            return 2
+        except RuntimeError as exc:
+            from .cluster import ClusterError  # imports no Dask
+            if not isinstance(exc, ClusterError):
+                raise
             print(f"cannot grade: {exc}", file=sys.stderr)
             return 2
         total = sum(r["score"] for r in rows)

@@ -138,6 +138,14 @@ def _kill_pool(pool):
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+STOPPED_THE_GRADER = ("Grading this submission stopped the grader's own process; "
+                      "it was scored 0. The instructor can see why in the logs.")
+
+
+def did_not_finish(limit):
+    return f"Grading this submission did not finish in {limit:g} s; it was stopped and scored 0."
+
+
 def _solo(job, grade_one, limit):
     """Grade one suspect alone: if it breaks this pool too, it is the culprit."""
     pool = ProcessPoolExecutor(max_workers=1, initializer=become_subreaper)
@@ -145,13 +153,11 @@ def _solo(job, grade_one, limit):
         fut = pool.submit(grade_one, job)
         done, _ = wait([fut], timeout=limit)
         if not done:
-            return _crashed(job, f"Grading this submission did not finish in {limit:g} s; "
-                                 "it was stopped and scored 0.")
+            return _crashed(job, did_not_finish(limit))
         try:
             return fut.result()
         except BrokenProcessPool:
-            return _crashed(job, "Grading this submission stopped the grader's own process; "
-                                 "it was scored 0. The instructor can see why in the logs.")
+            return _crashed(job, STOPPED_THE_GRADER)
     finally:
         _kill_pool(pool)
         reap_orphans()
@@ -175,11 +181,15 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
     inflight = {}  # future -> (index, job, start time)
     try:
         while pending or inflight:
-            while pending and len(inflight) < jobs:
-                i, job = pending.popleft()
-                inflight[pool.submit(grade_one, job)] = (i, job, time.monotonic())
-            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
             broken = False
+            while pending and len(inflight) < jobs and not broken:
+                i, job = pending[0]
+                try:
+                    inflight[pool.submit(grade_one, job)] = (i, job, time.monotonic())
+                    pending.popleft()
+                except BrokenProcessPool:  # a process died before its result was seen
+                    broken = True
+            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
             for f in finished:
                 i, job, _ = inflight[f]
                 try:
@@ -209,10 +219,14 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
 
 
 def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True,
-                grade_one=_grade_one, only=None, resume=False):
+                grade_one=_grade_one, only=None, resume=False, cluster=None):
     """Grade the submissions in ``submitted`` (those of the students in
     ``only``, if given) into ``out``; return the rows of grades.csv, which
-    holds every submission recorded in ``out`` (see ``store``)."""
+    holds every submission recorded in ``out`` (see ``store``).
+
+    cluster: None (a pool of ``jobs`` processes here), or a Dask cluster,
+    "local:N" or a scheduler's address (``cluster.run_cluster``).
+    """
     limits = limits or Limits()
     known = set(course.assignments())
     subs = find_submissions(submitted, known)
@@ -235,21 +249,34 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(work), unit="nb", desc="grading", file=sys.stderr)
-    seconds = {}
+    seconds, placed, where, facts = {}, {}, {}, {}
 
     def record(i, result):
         student, aid, status, res = result
         out_store.add(student, aid, status, res, keys[i])
         seconds[f"{student}/{aid}"] = res.get("seconds")
+        if cluster:
+            where[f"{student}/{aid}"] = placed.get(i)
         if bar:
             bar.update()
 
+    settings = {"seed": seed, "jobs": None if cluster else jobs, "graded": len(work),
+                "kept from an earlier run": kept, "limits": vars(limits), "seconds": seconds}
+    if cluster:
+        settings.update(cluster=facts, workers=where)
+        facts["cluster"] = cluster
     try:
-        with ScratchRoot():
-            run_pool(work, jobs, grade_one, limit=wall_limit(limits), on_result=record)
+        if cluster:
+            from .cluster import run_cluster  # Dask: only when a cluster is asked for
+            run_cluster(work, cluster, grade_one, limit=wall_limit(limits), on_result=record,
+                        placed=placed, facts=facts)
+        else:
+            with ScratchRoot():
+                run_pool(work, jobs, grade_one, limit=wall_limit(limits), on_result=record)
+    except Exception as exc:  # the run stopped: OUT still agrees with what was recorded
+        out_store.finish(dict(settings, graded=len(seconds), stopped=str(exc)))
+        raise
     finally:
         if bar:
             bar.close()
-    return out_store.finish({"seed": seed, "jobs": jobs, "graded": len(work),
-                             "kept from an earlier run": kept, "limits": vars(limits),
-                             "seconds": seconds})
+    return out_store.finish(settings)

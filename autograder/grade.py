@@ -59,8 +59,9 @@ HIDDEN_TROUBLE = ("While the hidden checks ran, your code's process stopped or m
                   "the checks it was running failed.")
 
 
-def read_submission(path):
-    """The submitted notebook as nbformat v4, or a message saying why not."""
+def load_submission(path):
+    """The bytes of a submitted notebook file, or a message saying why not:
+    (bytes, None) or (None, str)."""
     try:
         if path.is_symlink():
             return None, "The notebook is a symbolic link; submit the file itself."
@@ -69,9 +70,20 @@ def read_submission(path):
             return None, "The notebook is not a regular file."
         if st.st_size > MAX_NOTEBOOK_BYTES:
             return None, f"The notebook is larger than {MAX_NOTEBOOK_BYTES >> 20} MB."
-        data = path.read_bytes()
+        return path.read_bytes(), None
     except OSError as exc:
         return None, f"The notebook could not be read ({exc.strerror})."
+
+
+def read_submission(source):
+    """The submitted notebook as nbformat v4, or a message saying why not.
+
+    source: the notebook's path, or the pair ``load_submission`` returned for
+    it (read where the file lies, graded on another machine).
+    """
+    data, problem = source if isinstance(source, tuple) else load_submission(source)
+    if data is None:
+        return None, problem
     if not data.strip():
         return None, "The notebook file is empty."
     try:
