@@ -155,7 +155,8 @@ def cell_bars(s):
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of checks passed, over the graded submissions")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small",
+              frameon=False)
     fig.tight_layout()
     return _svg(fig, f"{s['aid']}-cells", f"Pass rates of the visible and hidden checks "
                 f"of each test cell of {s['aid']}")

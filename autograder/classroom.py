@@ -181,11 +181,16 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
     inflight = {}  # future -> (index, job, start time)
     try:
         while pending or inflight:
-            while pending and len(inflight) < jobs:
-                i, job = pending.popleft()
-                inflight[pool.submit(grade_one, job)] = (i, job, time.monotonic())
-            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
             broken = False
+            while pending and len(inflight) < jobs:
+                try:
+                    fut = pool.submit(grade_one, pending[0][1])
+                except BrokenProcessPool:  # a process died since the last look
+                    broken = True
+                    break
+                i, job = pending.popleft()
+                inflight[fut] = (i, job, time.monotonic())
+            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
             for f in finished:
                 i, job, _ = inflight[f]
                 try:

@@ -210,7 +210,9 @@ def learner_files(out):
     """What learners may read, or their instructor show them: results, feedback
     and autograded notebooks (nbgrader's feedback is made from those), and the
     class report."""
-    return ([p for p in out.glob(f"*/{AID}/*") if p.name != "record.json"]
+    course_folders = {"source", "release", "autograded", "submitted", "feedback"}
+    return ([p for p in out.glob(f"*/{AID}/*")
+             if p.name != "record.json" and p.parts[-3] not in course_folders]
             + list(out.glob(f"autograded/*/{AID}/*.ipynb")) + [out / "class-report.html"])
 
 
