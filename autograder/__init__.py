@@ -2,7 +2,7 @@
 
 python -m autograder grade SUBMITTED --out OUT     grade a class
 python -m autograder notebooks [--check]           regenerate learner notebooks
-python -m autograder gradescope OUT.zip            package the grader for Gradescope
+python -m autograder gradescope OUT.zip --assignment ID   package it for Gradescope
 """
 import os
 import sys

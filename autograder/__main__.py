@@ -10,8 +10,11 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("grade", help="grade a class of submissions")
-    g.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb")
-    g.add_argument("--out", required=True, help="where grades.csv, results and feedback go")
+    g.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb, "
+                                     "or an nbgrader course root holding submitted/")
+    g.add_argument("--out", required=True,
+                   help="where grades.csv, the feedback, the class report and the nbgrader "
+                        "course files (gradebook, autograded notebooks) go")
     g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
     g.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="grade on a Dask cluster: a scheduler address (tcp://host:8786) or "
@@ -37,8 +40,8 @@ def main(argv=None):
 
     z = sub.add_parser("gradescope", help="build a Gradescope autograder zip")
     z.add_argument("zip", help="where to write the zip (e.g. autograder.zip)")
-    z.add_argument("--assignment", default=None,
-                   help="grade every upload as this assignment (default: tell by its cells)")
+    z.add_argument("--assignment", required=True, metavar="ID",
+                   help="the assignment this autograder grades (an upload of another gets 0)")
     z.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
     z.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
     z.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
@@ -70,7 +73,8 @@ def main(argv=None):
             return 2
         total = sum(r["score"] for r in rows)
         print(f"{args.out} holds {len(rows)} submissions "
-              f"(mean score {total / max(1, len(rows)):.2f})")
+              f"(mean score {total / max(1, len(rows)):.2f}); what the class got wrong: "
+              f"{Path(args.out) / 'class-report.html'}")
         return 0
     if args.command == "gradescope":
         from . import gradescope
@@ -79,8 +83,8 @@ def main(argv=None):
                                        args.notebook_timeout, args.memory)
         except ValueError as exc:
             p.error(str(exc))
-        print(f"wrote {args.zip} ({len(members)} files): upload it as the assignment's "
-              "autograder on Gradescope")
+        print(f"wrote {args.zip} ({len(members)} files): upload it as the autograder of "
+              f"the Gradescope assignment for {args.assignment}")
         return 0
     if args.command == "notebooks":
         from . import notebooks

@@ -1,6 +1,7 @@
 """Grading a whole class: find submissions, grade them in parallel, report.
 
-SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb  (nbgrader's layout)
+SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb  (nbgrader's layout), or an
+nbgrader course root holding submitted/ (``nbgrader_course.submitted_folder``)
 
 Submissions are graded in a pool of processes (``--jobs``), each of them a
 subreaper that cleans up after every sandbox it ran.  At most ``jobs``
@@ -31,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import course, grade, wire
+from . import course, grade, nbgrader_course, wire
 from .processes import ScratchRoot, become_subreaper, reap_orphans
 from .sandbox import Limits
 from .store import Store, key
@@ -39,7 +40,8 @@ from .store import Store, key
 # Names of OUT's own files and folders (compared in lower case), and prefixes
 # of names a tool may add next to them (gradebook.db-journal, say).
 RESERVED = {"grades.csv", "grades-wide.csv", "grading.json", "class-report.html",
-            "autograded", "feedback", "submitted", "source", "release"}
+            "autograded", "feedback", "submitted", "source", "release", "downloaded",
+            "nbgrader_config.py"}
 RESERVED_PREFIXES = ("gradebook", "grades", "grading", "class-report")
 ID_PATTERN = re.compile(r"\w[\w.@+-]{0,99}")
 
@@ -63,7 +65,7 @@ def student_id(name):
 
 
 def find_submissions(submitted, known):
-    """[(student, assignment, notebook path or None, note)], sorted."""
+    """[(student, assignment, notebook path or None, note, folder)], sorted."""
     found = []
 
     def folders(p):
@@ -90,7 +92,7 @@ def find_submissions(submitted, known):
                                       + (f" (found {len(others)} others)." if others else "."))
             name = adir.name if adir.name in known else wire.clean(adir.name, 120)
             notes = " ".join(n for n in (id_note, note) if n) or None
-            found.append((sid, name, nb, notes))
+            found.append((sid, name, nb, notes, adir))
     return found
 
 
@@ -112,6 +114,10 @@ def _grade_one(job):
                 result = grade.grade_notebook(a, nb, limits, seed)
                 result["notes"] = base["notes"] + result["notes"]
                 status = "graded"
+                try:  # made here, where the submission is parsed: the Store writes it
+                    result["autograded"] = nbgrader_course.autograded_notebook(a, nb, result)
+                except Exception:  # the Store then shows the release notebook instead
+                    pass
     except Exception as exc:  # the grader must go on with the next student
         base["notes"].append(f"The grader failed on this submission: {type(exc).__name__}: {exc}")
         result, status = base, "grader-error"
@@ -182,13 +188,14 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
     try:
         while pending or inflight:
             broken = False
-            while pending and len(inflight) < jobs and not broken:
-                i, job = pending[0]
+            while pending and len(inflight) < jobs:
                 try:
-                    inflight[pool.submit(grade_one, job)] = (i, job, time.monotonic())
-                    pending.popleft()
-                except BrokenProcessPool:  # a process died before its result was seen
+                    fut = pool.submit(grade_one, pending[0][1])
+                except BrokenProcessPool:  # a process died since the last look
                     broken = True
+                    break
+                i, job = pending.popleft()
+                inflight[fut] = (i, job, time.monotonic())
             finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
             for f in finished:
                 i, job, _ = inflight[f]
@@ -229,22 +236,24 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
     """
     limits = limits or Limits()
     known = set(course.assignments())
-    subs = find_submissions(submitted, known)
+    subs = find_submissions(nbgrader_course.submitted_folder(submitted), known)
     if only is not None:
         subs = [s for s in subs if s[0] in set(only)]
     jobs = max(1, jobs or os.cpu_count() or 1)
     for aid in known:  # loaded once here, inherited by every grading process
         course.load(aid)
         course.expected(aid)
+        nbgrader_course.release(aid)
     out_store = Store(out, db_url, seed)
-    work, keys, kept = [], [], 0
-    for s, a, p, n in subs:
+    work, keys, folders, kept = [], [], [], 0
+    for s, a, p, n, f in subs:
         k = key(p, a, seed, limits)
         if resume and out_store.recorded(s, a, k):
             kept += 1
             continue
         work.append((s, a, p, n, limits, seed))
         keys.append(k)
+        folders.append(f)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -253,8 +262,8 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
 
     def record(i, result):
         student, aid, status, res = result
-        out_store.add(student, aid, status, res, keys[i])
         seconds[f"{student}/{aid}"] = res.get("seconds")
+        out_store.add(student, aid, status, res, keys[i], folders[i], work[i][2])
         if cluster:
             where[f"{student}/{aid}"] = placed.get(i)
         if bar:

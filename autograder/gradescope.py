@@ -1,23 +1,31 @@
 """The course's grader as a Gradescope autograder.
 
-    python -m autograder gradescope OUT.zip [--assignment ID] [--seed N] [--timeout S]
+    python -m autograder gradescope OUT.zip --assignment ID [--seed N] [--timeout S]
 
-builds the zip Gradescope asks for, from the same sources as everything else:
+builds the zip Gradescope asks for, for one assignment, from the same
+sources as everything else:
 
     setup.sh          run once by Gradescope (as root, Ubuntu image): apt installs
                       Python 3.11 (the deadsnakes PPA where the release lacks it),
                       a venv in /autograder/venv, then
-                      pip install -r requirements.txt -c constraints.txt
+                      pip install -r requirements-grading.txt -c constraints.txt
+                      (what grading needs: no site, notebook or test tools)
     run_autograder    run per submission: grades it and writes
                       /autograder/results/results.json
-    gradescope.json   the grading settings chosen at build time
-    autograder/ solutions/ source/ exercises/ requirements.txt constraints.txt pyproject.toml
+    gradescope.json   the grading settings chosen at build time, the assignment first
+    autograder/ solutions/ source/ exercises/ requirements-grading.txt constraints.txt
+
+The course is not installed: ``run_autograder`` runs the grader from the
+unpacked zip (``python -m`` from its folder), so ``autograder`` and
+``solutions`` are importable there and nowhere else (an installed copy
+would sit in site-packages, which a student's process may read).
 
 ``run_autograder`` takes the ``.ipynb`` from /autograder/submission (any
-name, any sub-folder: upload forms and zips rename things); the assignment
-is the one given at build time or else the one whose cell ids the notebook
-shares most (nbgrader's ``grade_id``s survive a renamed file), with the
-file name as tie-breaker.  Hidden tests are reported with visibility
+name, any sub-folder: upload forms and zips rename things), the one whose
+cells (nbgrader ``grade_id``s survive a renamed file) the assignment shares
+most.  An upload whose answer and test cells are those of another of the
+course's assignments scores 0, and the output says which assignment it is
+and what to upload instead.  Hidden tests are reported with visibility
 ``hidden``; the grader's own output has ``stdout_visibility: hidden``.
 
 Its paths can be moved with environment variables (``AUTOGRADER_ROOT``
@@ -50,7 +58,7 @@ if ! apt-get install -y --no-install-recommends python3.11 python3.11-venv; then
 fi
 python3.11 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
-/autograder/venv/bin/python -m pip install -r requirements.txt -c constraints.txt
+/autograder/venv/bin/python -m pip install -r requirements-grading.txt -c constraints.txt
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -65,15 +73,15 @@ exec "$PYTHON" -m autograder.gradescope run \\
     --submission "$ROOT/submission" --results "$ROOT/results/results.json"
 """
 
-FILES = ["requirements.txt", "constraints.txt", "pyproject.toml"]
+FILES = ["requirements-grading.txt", "constraints.txt"]
 FOLDERS = ["autograder", "solutions", "source", "exercises"]  # exercises: the expected values
 
 
-def build(out, assignment=None, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):
-    """Write the Gradescope autograder zip; returns the list of its members."""
+def build(out, assignment, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):
+    """Write the Gradescope autograder zip of ``assignment``; returns its members."""
     from . import course
     root = course.ROOT
-    if assignment is not None and assignment not in course.assignments():
+    if assignment not in course.assignments():
         raise ValueError(f"no assignment {assignment!r} (have {course.assignments()})")
     settings = {"assignment": assignment, "seed": seed, "timeout": timeout,
                 "notebook_timeout": notebook_timeout, "memory": memory}
@@ -101,25 +109,40 @@ def build(out, assignment=None, seed=0, timeout=30.0, notebook_timeout=300.0, me
 
 def _grade_ids(nb):
     from . import course
-    return {gid for gid in map(course.grade_id, nb.get("cells", [])) if gid}
+    cells = nb.get("cells") if nb is not None else None
+    return {gid for gid in map(course.grade_id, cells if isinstance(cells, list) else []) if gid}
 
 
-def choose(paths, assignment=None):
-    """(assignment id, notebook path, parsed notebook or None, problem) for a submission."""
-    from . import course, grade
-    ids = {aid: {c.grade_id for c in course.load(aid).cells if c.grade_id}
-           for aid in ([assignment] if assignment else course.assignments())}
+def own_ids(aid):
+    """The cells that tell an assignment's notebook: its answer and test cells."""
+    from . import course
+    return {c.grade_id for c in course.load(aid).cells if c.kind in ("answer", "tests")}
+
+
+def choose(paths, assignment):
+    """(notebook path, parsed notebook or None, problem): of the uploaded
+    notebooks, the one that shares most cells with ``assignment``."""
+    from . import grade
+    known = own_ids(assignment)
     best = None
     for p in paths:
         nb, problem = grade.read_submission(p)
-        for aid, known in ids.items():
-            rank = (len(_grade_ids(nb) & known) if nb is not None else -1,
-                    p.stem == aid, nb is not None)
-            if best is None or rank > best[0]:
-                best = (rank, aid, p, nb, problem)
-    if best is None:
-        return assignment, None, None, None
-    return best[1:]
+        rank = (len(_grade_ids(nb) & known) if nb is not None else -1,
+                p.stem == assignment, nb is not None)
+        if best is None or rank > best[0]:
+            best = (rank, p, nb, problem)
+    return best[1:] if best else (None, None, None)
+
+
+def other_assignment(nb, assignment):
+    """The course's assignment whose cells the notebook carries, if that is
+    not ``assignment`` (it shares more answer and test cells with it)."""
+    from . import course
+    ids = _grade_ids(nb)
+    mine = len(ids & own_ids(assignment))
+    rivals = [(len(ids & own_ids(a)), a) for a in course.assignments() if a != assignment]
+    best = max(rivals, default=(0, None))
+    return best[1] if best[0] > mine else None
 
 
 def notebooks_in(folder):
@@ -129,27 +152,39 @@ def notebooks_in(folder):
 
 def run(submission, results, settings=None):
     """Grade the notebook in ``submission`` into Gradescope's ``results`` file."""
-    from . import course, grade, report
+    from . import course, grade, report, wire
     from .processes import ScratchRoot, become_subreaper
     from .sandbox import Limits
     become_subreaper()
     cfg_path = course.ROOT / "gradescope.json"
     cfg = settings or (json.loads(cfg_path.read_text()) if cfg_path.exists() else {})
-    aid, path, nb, problem = choose(notebooks_in(submission), cfg.get("assignment"))
-    max_score = course.load(aid).max_score if aid else 0.0
+    aid = cfg.get("assignment")
+    if aid not in course.assignments():
+        raise ValueError(f"this autograder names no assignment of the course ({aid!r}): "
+                         "build it with --assignment")
+    path, nb, problem = choose(notebooks_in(submission), aid)
+    max_score = course.load(aid).max_score
     seed = cfg.get("seed", 0)
+    other = other_assignment(nb, aid) if nb is not None else None
+    name = wire.clean(path.name, 120) if path is not None else ""
     if path is None:
         result = grade.zero_result(max_score, ["No .ipynb file was found in your submission: "
                                                "upload the notebook itself."], seed)
     elif nb is None:
         result = grade.zero_result(max_score, [problem], seed)
+    elif other:
+        result = grade.zero_result(max_score, [
+            f"{name} is the notebook of the assignment {other} (its answer and test "
+            f"cells are that assignment's), but this is the assignment {aid}: it was not "
+            f"graded and scored 0. Upload your {aid}.ipynb here, and {name} to the "
+            f"assignment {other}."], seed)
     else:
         limits = Limits(cell_timeout=cfg.get("timeout", 30.0),
                         notebook_timeout=cfg.get("notebook_timeout", 300.0),
                         memory_mb=cfg.get("memory", 2048))
         with ScratchRoot():
             result = grade.grade_notebook(course.load(aid), nb, limits, seed)
-        result["notes"] = [f"Graded {path.name} as assignment {aid}."] + result["notes"]
+        result["notes"] = [f"Graded {name} as assignment {aid}."] + result["notes"]
     out = report.gradescope_results(result)
     Path(results).parent.mkdir(parents=True, exist_ok=True)
     Path(results).write_text(json.dumps(out, indent=2))

@@ -1,4 +1,4 @@
-"""What grading leaves behind: grades.csv, results.json, feedback.html, gradebook.
+"""What grading leaves for each submission: results.json, feedback.html; grades.csv.
 
 grades.csv is plain CSV for any spreadsheet: UTF-8 without a byte-order
 mark, a header, one row per submission found, one line per row (messages
@@ -15,12 +15,13 @@ in (``wire.clean``), lists are capped here (``MAX_ITEMS`` notes, events or
 cell errors, each with a note of what was left out), and files are written
 as UTF-8 with any unencodable character replaced, so what a student wrote
 can neither stop a report from being written nor make it large.
+
+(nbgrader's gradebook and course folders: ``nbgrader_course``; the class
+report: ``classreport``.)
 """
 import csv
 import html
 import json
-import sys
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -104,83 +105,38 @@ def write_csv(out, rows):
             w.writerow({k: _cell(r.get(k, "")) for k in CSV_COLUMNS})
 
 
-class GradebookWriter:
-    """nbgrader's gradebook, open for a run: one grade per test cell.
-
-    assignments: {id: course.Assignment}.  ``add`` records one submission
-    (a failure costs that student's grades only); ``close`` when done.
-    """
-
-    def __init__(self, db_url, assignments):
-        import nbgrader.api
-        from nbgrader.api import Gradebook  # slow to import: only where it is needed
-        try:
-            # A new gradebook asks the `alembic` command for the schema version
-            # (2 s of start-up); reading it from nbgrader's own migrations is the
-            # same answer without the subprocess.
-            from alembic.script import ScriptDirectory
-            from nbgrader.dbutil import ALEMBIC_DIR
-            head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
-            if head:
-                nbgrader.api.get_alembic_version = lambda: head
-        except Exception:
-            pass
-        self.assignments = assignments
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings; harmless here.
-        warnings.simplefilter("ignore")
-        self.gb = Gradebook(db_url)
-        for a in assignments.values():
-            self.gb.update_or_create_assignment(a.id)
-            self.gb.update_or_create_notebook(a.id, a.id)
-            for c in a.tests:
-                # An extra-credit cell adds nothing to the maximum; its points
-                # go to the grade's extra_credit, as nbgrader keeps them.
-                self.gb.update_or_create_grade_cell(c.grade_id, a.id, a.id,
-                                                    max_score=0.0 if c.extra_credit else c.points,
-                                                    cell_type="code")
-
-    def add(self, student, aid, result):
-        if aid not in self.assignments:
-            return
-        try:
-            _record(self.gb, self.assignments[aid], student, result)
-        except Exception as exc:  # that student's grades only
-            self.gb.db.rollback()
-            print(f"could not record {student}/{aid} in the gradebook: "
-                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
-
-    def close(self):
-        self.gb.close()
-        self._warnings.__exit__(None, None, None)
+def passed(test):
+    return test["score"] >= test["max_score"]
 
 
-def record_in_gradebook(db_url, assignments, graded):
-    """Store the scores of ``graded`` [(student, id, result)] in the gradebook."""
-    writer = GradebookWriter(db_url, assignments)
-    try:
-        for student, aid, result in graded:
-            writer.add(student, aid, result)
-    finally:
-        writer.close()
+def by_cell(tests):
+    """{test cell: [its tests]}, in the order of the results."""
+    cells = OrderedDict()
+    for t in tests:
+        cells.setdefault(t["cell"], []).append(t)
+    return cells
 
 
-def _record(gb, a, student, result):
-    gb.update_or_create_student(student)
-    gb.update_or_create_submission(a.id, student)
-    per_cell = {c.grade_id: 0.0 for c in a.tests}
-    for t in result.get("tests", []):
-        per_cell[t["cell"]] = per_cell.get(t["cell"], 0.0) + t["score"]
-    extra = {c.grade_id for c in a.tests if c.extra_credit}
-    for gid, score in per_cell.items():
-        grade = gb.find_grade(gid, a.id, a.id, student)
-        if gid in extra:
-            grade.auto_score, grade.extra_credit = 0.0, round(score, 4)
-        else:
-            grade.auto_score = round(score, 4)
-        grade.needs_manual_grade = False
-    gb.db.commit()
+def hidden_line(tests):
+    """What a learner may know of a cell's hidden checks: how many passed."""
+    hidden = [t for t in tests if t["visibility"] == "hidden"]
+    if not hidden:
+        return None
+    return (f"Hidden checks on fresh random inputs: {sum(map(passed, hidden))} of "
+            f"{len(hidden)} passed.")
+
+
+def check_lines(tests):
+    """The checks of one test cell as its output in a notebook: ✓ or ✗ and the
+    message for each visible check, then the count of hidden ones passed."""
+    lines = []
+    for t in tests:
+        if t["visibility"] == "hidden":
+            continue
+        lines.append(f"✓ {t['name']}" if passed(t) else
+                     f"✗ {t['name']}:\n    " + t["output"].replace("\n", "\n    "))
+    line = hidden_line(tests)
+    return lines + ([line] if line else [])
 
 
 def feedback_html(student, assignment, result):
@@ -206,9 +162,7 @@ def feedback_html(student, assignment, result):
         if len(result["cell_errors"]) > MAX_ITEMS:
             parts.append(f"<p>... and {len(result['cell_errors']) - MAX_ITEMS} more errors "
                          "not shown.</p>")
-    cells = OrderedDict()
-    for t in result.get("tests", []):
-        cells.setdefault(t["cell"], []).append(t)
+    cells = by_cell(result.get("tests", []))
     if cells:
         parts.append("<h2>Checks</h2>")
     for cell, tests in cells.items():
@@ -219,15 +173,13 @@ def feedback_html(student, assignment, result):
         for t in tests:
             if t["visibility"] == "hidden":
                 continue
-            ok = t["score"] >= t["max_score"]
+            ok = passed(t)
             mark = "<span class='ok'>✓</span>" if ok else "<span class='bad'>✗</span>"
             msg = "" if ok else f"<pre>{e(t['output'])}</pre>"
             parts.append(f"<li>{mark} {e(t['name'])}{msg}</li>")
-        hidden = [t for t in tests if t["visibility"] == "hidden"]
-        if hidden:
-            passed = sum(t["score"] >= t["max_score"] for t in hidden)
-            parts.append(f"<li>Hidden checks on fresh random inputs: {passed} of "
-                         f"{len(hidden)} passed.</li>")
+        line = hidden_line(tests)
+        if line:
+            parts.append(f"<li>{e(line)}</li>")
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -3,27 +3,32 @@
 Every graded submission leaves ``OUT/<student>/<assignment>/record.json``
 (its status, score and full result, and the key it was graded under) beside
 the learner's ``results.json`` and ``feedback.html``; the ``Store`` writes
-them, and its grade in the gradebook, as each result arrives.  At the end of
-a run it rebuilds the class-wide files from *every* record in OUT, not only
-this run's:
+them, and through ``nbgrader_course.CourseRoot`` the submission's copy in
+``submitted/``, its autograded notebook and its grades in the gradebook, as
+each result arrives.  At the end of a run it rebuilds the class-wide files
+from *every* record in OUT, not only this run's:
 
 - ``grades.csv``: one row per submission (student, assignment, score, ...);
-- ``grades-wide.csv``: one row per student, one column per assignment (the
-  shape an LMS gradebook imports);
+  a submission a grader changed by hand in the gradebook (the formgrader's
+  manual points) has the gradebook's score, and its message says so;
+- ``grades-wide.csv``: a header and one row per student, one column per
+  assignment (the shape an LMS gradebook imports);
+- ``class-report.html``: what the class got wrong (``classreport``);
 - ``grading.json``: the settings and times of the last run.
 
 So grading some students again (``--only``, or a folder holding only them)
-updates their rows and keeps everyone else's, and grades.csv and the
-gradebook always agree.  ``--resume`` skips a submission whose record was
+updates their rows and keeps everyone else's, and grades.csv, grades-wide.csv
+and the gradebook always agree.  ``--resume`` skips a submission whose record was
 made from the same notebook bytes, seed, limits, course and grader
 (``key``): an interrupted run picks up where it stopped.
 """
 import csv
 import hashlib
 import json
+import sys
 from pathlib import Path
 
-from . import course, report
+from . import classreport, course, nbgrader_course, report
 
 RECORD = "record.json"
 WIDE_CSV = "grades-wide.csv"
@@ -56,7 +61,8 @@ class Store:
         self.seed = seed
         self.loose = []  # rows of this run that have no folder (an unknown assignment)
         self.assignments = {aid: course.load(aid) for aid in course.assignments()}
-        self.gradebook = report.GradebookWriter(self.db_url, self.assignments)
+        self.course = nbgrader_course.CourseRoot(self.out, self.db_url, self.assignments,
+                                                 default_db=db_url is None)
 
     def folder(self, student, aid):
         return self.out / student / aid
@@ -69,8 +75,14 @@ class Store:
             return None
         return rec if rec.get("key") == key_ else None
 
-    def add(self, student, aid, status, result, key_=None):
-        """Write one submission's files and its grade in the gradebook."""
+    def add(self, student, aid, status, result, key_=None, folder=None, path=None):
+        """Write one submission's files and its grade in the gradebook.
+
+        result may carry the submission's autograded notebook (``"autograded"``,
+        made where it was graded); folder and path: where the submission and
+        its notebook were found."""
+        autograded = result.pop("autograded", None)
+        result = {k: v for k, v in result.items() if k != "seconds"}  # times: grading.json
         row = {"student_id": student, "assignment": aid, "score": result["score"],
                "max_score": result["max_score"], "status": status, "seed": result.get("seed"),
                "message": report.summary(status, result)}
@@ -86,7 +98,7 @@ class Store:
         except Exception as exc:  # that student's files only
             row["status"] = "grader-error"
             row["message"] = f"Writing this submission's report failed: {type(exc).__name__}"
-        self.gradebook.add(student, aid, result)
+        self.course.add(student, aid, status, result, autograded, folder, path)
         return row
 
     def records(self):
@@ -101,18 +113,37 @@ class Store:
 
     def finish(self, settings):
         """Rebuild the class-wide files from every record; returns the rows."""
-        self.gradebook.close()
-        rows = sorted([r["row"] for r in self.records()] + self.loose,
+        records = self.records()
+        try:
+            manual = self.course.gradebook.manual_scores()
+        finally:
+            self.course.close()
+        rows = sorted([with_manual(r["row"], manual) for r in records] + self.loose,
                       key=lambda r: (r["student_id"], r["assignment"]))
         report.write_csv(self.out, rows)
         write_wide_csv(self.out / WIDE_CSV, rows, self.assignments)
+        try:
+            classreport.write(self.out / classreport.NAME, records, self.assignments)
+        except Exception as exc:  # the grades are written; the report is extra
+            print(f"could not write the class report: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
         (self.out / "grading.json").write_text(json.dumps(settings, indent=2, default=str))
         return rows
 
 
+def with_manual(row, manual):
+    """The row with the gradebook's score where a grader changed it by hand."""
+    score = manual.get((row["student_id"], row["assignment"]))
+    if score is None or abs(score - row["score"]) < 1e-9:
+        return row
+    note = f"Includes manual grading in the gradebook (autograder: {row['score']:g})."
+    return dict(row, score=round(score, 4), message=" ".join(filter(None, [note, row["message"]])))
+
+
 def write_wide_csv(path, rows, assignments):
-    """One row per student, the score of each assignment in its own column
-    (blank where nothing was submitted), and a row of maximum scores."""
+    """A header (student_id, then the assignment ids) and one row per student
+    with the score of each assignment in its column, blank where nothing was
+    recorded; the maximum scores are in grades.csv."""
     aids = sorted({r["assignment"] for r in rows} & set(assignments))
     by = {}
     for r in rows:
@@ -121,6 +152,5 @@ def write_wide_csv(path, rows, assignments):
     with open(path, "w", newline="", encoding="utf-8", errors="replace") as f:
         w = csv.writer(f)
         w.writerow(["student_id"] + aids)
-        w.writerow(["(maximum)"] + [assignments[a].max_score for a in aids])
         for student in sorted(by):
             w.writerow([report._cell(student)] + [by[student].get(a, "") for a in aids])

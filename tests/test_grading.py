@@ -152,7 +152,7 @@ def test_old_nbformat_is_converted(tmp_path):
 def test_extra_credit_is_optional_and_kept_apart_in_the_gradebook(tmp_path):
     """Skipping an extra-credit part costs nothing; doing it adds on top."""
     from nbgrader.api import Gradebook
-    from autograder import report
+    from autograder import nbgrader_course
     extras = [a for a in course.assignments() if course.load(a).extra_credit]
     assert extras, "no assignment has an extra-credit part"
     aid = extras[0]
@@ -170,10 +170,126 @@ def test_extra_credit_is_optional_and_kept_apart_in_the_gradebook(tmp_path):
     assert without["score"] == a.max_score == without["max_score"]
     assert with_extra["score"] == a.max_score + a.extra_credit
     db = f"sqlite:///{tmp_path / 'gb.db'}"
-    report.record_in_gradebook(db, {aid: a}, [("s1", aid, without), ("s2", aid, with_extra)])
+    nbgrader_course.record_in_gradebook(db, {aid: a},
+                                        [("s1", aid, without), ("s2", aid, with_extra)])
     with Gradebook(db) as gb:
         assert gb.find_assignment(aid).max_score == a.max_score
         assert gb.find_submission(aid, "s1").score == pytest.approx(a.max_score)
         assert gb.find_submission(aid, "s2").score == pytest.approx(a.max_score + a.extra_credit)
         for gid in extra_cells:
             assert gb.find_grade(gid, aid, aid, "s2").extra_credit > 0
+
+
+# ----------------------------------------------------------------------------
+# Regrading into an existing OUT, and the class-wide files
+
+
+def _read_csv(path):
+    raw = path.read_bytes()
+    assert not raw.startswith(b"\xef\xbb\xbf")  # no byte-order mark
+    return list(csv.reader(raw.decode("utf-8").splitlines()))
+
+
+def assert_out_agrees(out):
+    """grades.csv, grades-wide.csv and the gradebook hold the same scores,
+    for the same students and assignments; the rows of grades.csv."""
+    from nbgrader.api import Gradebook
+    rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
+    header, *wide = _read_csv(out / "grades-wide.csv")
+    assert header[0] == "student_id"
+    wide = {r[0]: dict(zip(header[1:], r[1:])) for r in wide}
+    assert set(wide) == {r["student_id"] for r in rows}
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        in_gradebook = {(s.student.id, s.assignment.name): s.score
+                        for a in course.assignments() for s in gb.assignment_submissions(a)}
+    assert set(in_gradebook) == {(r["student_id"], r["assignment"]) for r in rows}
+    for r in rows:
+        key = (r["student_id"], r["assignment"])
+        assert float(wide[r["student_id"]][r["assignment"]]) == float(r["score"]), key
+        assert in_gradebook[key] == pytest.approx(float(r["score"]), abs=1e-3), key
+    return {(r["student_id"], r["assignment"]): r for r in rows}
+
+
+def _write_class(folder, notebooks):
+    for name, nb in notebooks.items():
+        (folder / name / AID0).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / name / AID0 / f"{AID0}.ipynb")
+    return folder
+
+
+AID0 = course.assignments()[0]
+
+
+def test_regrading_some_students_keeps_everyone_elses_grades(tmp_path):
+    """A folder with fewer students, then --only, into the same OUT: the
+    regraded rows change, everyone else's stay, and grades.csv,
+    grades-wide.csv and the gradebook agree after each run."""
+    from autograder import classroom
+    from autograder.sandbox import Limits
+    a = course.load(AID0)
+    full = a.max_score + a.extra_credit
+    buggy = demo._introduce(filled(AID0), demo.BUGS[AID0][:1])
+    out = tmp_path / "out"
+    first = _write_class(tmp_path / "class", {"amy": filled(AID0), "bob": buggy,
+                                              "cy": release(AID0)})
+    classroom.grade_class(first, out, jobs=2, limits=Limits(cell_timeout=10), progress=False)
+    before = assert_out_agrees(out)
+    assert float(before[("amy", AID0)]["score"]) == full
+    assert 0 < float(before[("bob", AID0)]["score"]) < full
+    assert float(before[("cy", AID0)]["score"]) == 0
+    # Bob hands in a corrected notebook, alone in a folder of its own.
+    late = _write_class(tmp_path / "late", {"bob": filled(AID0)})
+    classroom.grade_class(late, out, jobs=2, limits=Limits(cell_timeout=10), progress=False)
+    after = assert_out_agrees(out)
+    assert float(after[("bob", AID0)]["score"]) == full
+    assert after[("amy", AID0)] == before[("amy", AID0)]
+    assert after[("cy", AID0)] == before[("cy", AID0)]
+    # Cy's notebook is replaced; so is Amy's, but only Cy is regraded.
+    _write_class(first, {"cy": filled(AID0), "amy": release(AID0)})
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(first), "--out",
+                           str(out), "--only", "cy", "--quiet", "--timeout", "10"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    last = assert_out_agrees(out)
+    assert float(last[("cy", AID0)]["score"]) == full
+    assert last[("amy", AID0)] == before[("amy", AID0)]
+    assert last[("bob", AID0)] == after[("bob", AID0)]
+    assert json.loads((out / "grading.json").read_text())["graded"] == 1
+
+
+def test_wide_csv_imports_into_an_lms_gradebook(graded_demo):
+    """A header (student_id, then one column per assignment) and exactly one
+    row per student, every score a number: the shape LMS gradebooks import."""
+    _, out = graded_demo
+    rows = assert_out_agrees(out)
+    header, *body = _read_csv(out / "grades-wide.csv")
+    assert header == ["student_id"] + course.assignments()
+    students = [r[0] for r in body]
+    assert students == sorted({s for s, _ in rows}) and len(set(students)) == len(students)
+    for r in body:
+        assert len(r) == len(header)
+        for aid, value in zip(header[1:], r[1:]):
+            assert float(value) == float(rows[(r[0], aid)]["score"])
+
+
+def test_grading_requirements_are_pinned_as_the_full_environment():
+    """requirements-grading.txt (the Gradescope environment) pins what the
+    grader and the students' notebooks import, at constraints.txt's versions,
+    and none of the site's, notebooks' or tests' tools."""
+    def pins(name):
+        found = {}
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if "==" in line:
+                package, version = line.split("==")
+                found[package.strip().lower()] = version.strip()
+        return found
+
+    grading, constraints = pins("requirements-grading.txt"), pins("constraints.txt")
+    assert "-c constraints.txt" in (ROOT / "requirements-grading.txt").read_text()
+    assert {"numpy", "matplotlib", "nbformat", "jupytext", "psutil", "pyseccomp"} <= set(grading)
+    assert not set(grading) & {"nbgrader", "jupyter-book", "playwright", "pytest", "ipykernel",
+                               "jupyterlab", "beautifulsoup4", "tqdm"}
+    for package, version in grading.items():
+        assert constraints.get(package) == version, package
+    assert "-e ." not in (ROOT / "requirements-grading.txt").read_text()

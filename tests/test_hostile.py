@@ -189,9 +189,31 @@ def test_the_grading_seed_never_reaches_a_learner(corpus):
     put its command line and environment into its feedback)."""
     shown = (corpus["out"] / "show_settings" / AID / "feedback.html").read_text()
     assert "PYTHONHASHSEED" in html.unescape(shown)  # the case did show what it could read
-    for path in corpus["out"].glob(f"*/{AID}/*"):
+    for path in learner_files(corpus["out"]):
         text = path.read_text(encoding="utf-8")
         assert str(CORPUS_SEED) not in text.replace(f'"seed": {CORPUS_SEED}', ""), path
+
+
+def notebook_text(path):
+    """The sources and output texts of a notebook, as a reader sees them."""
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for c in nb.cells:
+        parts.append(c.source)
+        for o in c.get("outputs", []):
+            parts += [o.get("text", ""), o.get("evalue", ""), *o.get("traceback", []),
+                      o.get("data", {}).get("text/plain", "")]
+    return "\n".join(parts)
+
+
+def learner_files(out):
+    """What learners may read, or their instructor show them: results, feedback
+    and autograded notebooks (nbgrader's feedback is made from those), and the
+    class report."""
+    course_folders = {"source", "release", "autograded", "submitted", "feedback"}
+    return ([p for p in out.glob(f"*/{AID}/*")
+             if p.name != "record.json" and p.parts[-3] not in course_folders]
+            + list(out.glob(f"autograded/*/{AID}/*.ipynb")) + [out / "class-report.html"])
 
 
 def test_feedback_never_shows_hidden_checks(corpus):
@@ -200,8 +222,12 @@ def test_feedback_never_shows_hidden_checks(corpus):
         for t in json.loads(path.read_text())["tests"]:
             (hidden_names if t["visibility"] == "hidden" else visible_names).add(t["name"])
     assert hidden_names
-    for path in corpus["out"].glob(f"*/{AID}/feedback.html"):
-        text = html.unescape(path.read_text())
+    files = learner_files(corpus["out"])
+    assert len([p for p in files if p.suffix == ".ipynb"]) == len(CASES)
+    for path in files:
+        if path.name == "results.json":
+            continue  # hidden tests are there, marked hidden (Gradescope hides them)
+        text = notebook_text(path) if path.suffix == ".ipynb" else html.unescape(path.read_text())
         for name in hidden_names - visible_names:
             assert name not in text, (path, name)
         assert "grading_rng" not in text and "BEGIN HIDDEN" not in text
@@ -614,39 +640,51 @@ def test_csv_fields_that_look_like_formulas_are_quoted_as_text():
     assert report._cell(3.5) == 3.5
 
 
+def _run_gradescope(source, root, python=sys.executable, timeout=300):
+    """run_autograder of an unpacked zip on ROOT/submission; the results."""
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_SOURCE=str(source),
+               AUTOGRADER_PYTHON=str(python))
+    run = subprocess.run(["bash", str(Path(source) / "run_autograder")], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stderr
+    return json.loads((Path(root) / "results" / "results.json").read_text())
+
+
+def _upload(root, nb, name):
+    (root / "submission" / "nested").mkdir(parents=True)
+    (root / "results").mkdir()
+    if nb is not None:
+        nbformat.write(nb, root / "submission" / "nested" / name)
+    return root
+
+
 def test_gradescope_package_grades_a_submission(tmp_path):
     zpath = tmp_path / "autograder.zip"
-    proc = run_cli(ROOT, "gradescope", zpath, "--timeout", 5)
+    proc = run_cli(ROOT, "gradescope", zpath, "--assignment", AID, "--timeout", 5)
     assert proc.returncode == 0, proc.stderr
     with zipfile.ZipFile(zpath) as z:
         names = set(z.namelist())
-        assert {"setup.sh", "run_autograder", "requirements.txt", "constraints.txt",
-                "pyproject.toml", "gradescope.json"} <= names
+        assert {"setup.sh", "run_autograder", "requirements-grading.txt", "constraints.txt",
+                "gradescope.json"} <= names
+        assert "requirements.txt" not in names  # the site's and the tests' tools stay out
         for folder in ("autograder/", "solutions/", "source/", "exercises/"):
             assert any(n.startswith(folder) for n in names), folder  # exercises: expected values
         assert not any("__pycache__" in n or n.startswith(("tests/", "book/", "demo/"))
                        for n in names)
         mode = z.getinfo("run_autograder").external_attr >> 16
         assert mode & 0o111
+        assert json.loads(z.read("gradescope.json"))["assignment"] == AID
         z.extractall(tmp_path / "source")
     for script in ("setup.sh", "run_autograder"):
         assert subprocess.run(["bash", "-n", str(tmp_path / "source" / script)]).returncode == 0
     setup = (tmp_path / "source" / "setup.sh").read_text()
-    assert "python3.11" in setup and "-r requirements.txt" in setup and "constraints.txt" in setup
+    assert "python3.11" in setup and "-r requirements-grading.txt" in setup \
+        and "constraints.txt" in setup and "requirements.txt " not in setup
     buggy = grade.grade_notebook(course.load(AID), _buggy(), seed=0)
     for name, nb, want in [("full", filled(AID), course.load(AID).max_score),
                            ("buggy", _buggy(), buggy["score"])]:
-        root = tmp_path / name
-        (root / "submission" / "nested").mkdir(parents=True)
-        (root / "results").mkdir()
-        # Gradescope renames nothing; the learner may have: find it by its cells.
-        nbformat.write(nb, root / "submission" / "nested" / "my upload.ipynb")
-        env = dict(os.environ, AUTOGRADER_ROOT=str(root),
-                   AUTOGRADER_SOURCE=str(tmp_path / "source"), AUTOGRADER_PYTHON=sys.executable)
-        run = subprocess.run(["bash", str(tmp_path / "source" / "run_autograder")], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stderr
-        r = json.loads((root / "results" / "results.json").read_text())
+        # Gradescope renames nothing; the learner may have: found by its cells.
+        r = _run_gradescope(tmp_path / "source", _upload(tmp_path / name, nb, "my upload.ipynb"))
         assert r["score"] == pytest.approx(want, abs=1e-3)
         assert r["max_score"] == course.load(AID).max_score
         assert {t["visibility"] for t in r["tests"]} == {"visible", "hidden"}
@@ -654,15 +692,56 @@ def test_gradescope_package_grades_a_submission(tmp_path):
             assert set(t) >= {"name", "score", "max_score", "output", "visibility"}
         assert r["stdout_visibility"] == "hidden"
     # No notebook at all: a result that says so, not a crash.
-    root = tmp_path / "empty"
-    (root / "submission").mkdir(parents=True)
-    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_SOURCE=str(tmp_path / "source"),
-               AUTOGRADER_PYTHON=sys.executable)
-    run = subprocess.run(["bash", str(tmp_path / "source" / "run_autograder")], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    r = json.loads((root / "results" / "results.json").read_text())
+    r = _run_gradescope(tmp_path / "source", _upload(tmp_path / "empty", None, ""), timeout=120)
     assert r["score"] == 0 and ".ipynb" in r["output"]
+
+
+def test_gradescope_gives_an_upload_of_another_assignment_0_and_says_why(tmp_path):
+    """The reference solution of another assignment, uploaded under this one's
+    name, is told by its cells: 0, and which notebook to upload where."""
+    other = next(a for a in course.assignments() if a != AID)
+    zpath = tmp_path / "autograder.zip"
+    assert run_cli(ROOT, "gradescope", zpath, "--assignment", AID).returncode == 0
+    with zipfile.ZipFile(zpath) as z:
+        z.extractall(tmp_path / "source")
+    r = _run_gradescope(tmp_path / "source",
+                        _upload(tmp_path / "wrong", filled(other), f"{AID}.ipynb"))
+    assert r["score"] == 0 and r["max_score"] == course.load(AID).max_score
+    assert r["tests"] == []
+    assert f"the notebook of the assignment {other}" in r["output"]
+    assert f"Upload your {AID}.ipynb" in r["output"]
+    # Without an assignment there is no zip.
+    proc = run_cli(ROOT, "gradescope", tmp_path / "none.zip")
+    assert proc.returncode != 0 and "--assignment" in proc.stderr
+    assert not (tmp_path / "none.zip").exists()
+
+
+def test_gradescope_grades_with_the_grading_requirements_alone(tmp_path):
+    """A fresh environment from requirements-grading.txt (what setup.sh
+    installs) grades an upload exactly as the full one does, without the
+    course installed and without the site's, notebooks' or tests' tools."""
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    py = env_dir / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "-r",
+                          str(ROOT / "requirements-grading.txt")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, check=True).stdout
+    installed = {p["name"].lower() for p in json.loads(listed)}
+    assert not installed & {"nbgrader", "jupyter-book", "playwright", "pytest", "jupyterlab",
+                            "backprop-course"}, installed
+    zpath = tmp_path / "autograder.zip"
+    assert run_cli(ROOT, "gradescope", zpath, "--assignment", AID).returncode == 0
+    with zipfile.ZipFile(zpath) as z:
+        z.extractall(tmp_path / "source")
+    nb = _buggy()
+    alone = report.gradescope_results(grade.grade_notebook(course.load(AID), nb, seed=0))
+    r = _run_gradescope(tmp_path / "source", _upload(tmp_path / "up", nb, "x.ipynb"), python=py)
+    assert r["score"] == pytest.approx(alone["score"], abs=1e-9)
+    assert [(t["name"], t["score"]) for t in r["tests"]] == \
+        [(t["name"], t["score"]) for t in alone["tests"]]
 
 
 def _buggy():
