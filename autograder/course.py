@@ -221,11 +221,13 @@ def load(assignment_id):
     return Assignment(assignment_id, cells)
 
 
-def instructor_notebook(a, packed=None):
+def instructor_notebook(a, packed=None, expand=True):
     """The nbgrader source notebook: solutions and hidden tests included.
 
     packed: the expected values (``pack_expected``) for the cell after the
-    check helpers; mistakes cells are left out.
+    check helpers; mistakes cells are left out.  expand=False leaves a
+    generated demo cell as its ``# generated:`` line (the grader has what
+    the committed learner notebook made of it, and may run without the book).
     """
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
@@ -253,7 +255,7 @@ def instructor_notebook(a, packed=None):
             nb.cells.append(cell)
         elif c.kind == "tests":
             nb.cells.append(code_cell("tests", c.grade_id, test_source(c), c.points))
-        elif c.generated:
+        elif c.generated and expand:
             mod, name = c.generated.rsplit(".", 1)
             nb.cells.append(code_cell(c.kind, c.grade_id,
                                       getattr(importlib.import_module(mod), name)()))

@@ -97,8 +97,13 @@ def release(aid):
 
 def source_notebook(a):
     """The instructor notebook (``course.instructor_notebook``) with the
-    expected values of the release notebook after the check helpers."""
-    nb = course.instructor_notebook(a)
+    expected values of the release notebook after the check helpers, and its
+    generated cells as the release notebook has them (no book needed)."""
+    nb = course.instructor_notebook(a, expand=False)
+    made = {course.grade_id(c): c.source for c in release(a.id).cells}
+    for c in nb.cells:
+        if c.cell_type == "code" and c.source.startswith("# generated:"):
+            c.source = made.get(course.grade_id(c), c.source)
     expected = [c for c in release(a.id).cells if course.grade_id(c) == course.EXPECTED_CELL]
     at = next((i + 1 for i, c in enumerate(nb.cells) if course.grade_id(c) == "checks"), 0)
     nb.cells[at:at] = [nbformat.from_dict(json.loads(json.dumps(c))) for c in expected]
