@@ -41,6 +41,7 @@ a keyed hash of the grading seed whose key is the reference solutions, which
 a sandbox cannot read: the grading seed (which draws the hidden inputs)
 cannot be recovered from anything inside a sandbox.
 """
+import functools
 import hashlib
 import hmac
 import threading
@@ -205,11 +206,17 @@ def run_test_code(source, namespace, label):
         checks._hidden = False
 
 
+@functools.lru_cache(maxsize=None)
+def _seed_key():
+    """The key of ``sandbox_seed``: a hash of the reference solutions, read once."""
+    return hashlib.sha256(b"".join(
+        p.read_bytes() for p in sorted((course.ROOT / "solutions").glob("*.py")))).digest()
+
+
 def sandbox_seed(seed):
     """The seed of a sandbox's global random sources: a keyed hash of the
     grading seed (key: the reference solutions, which no sandbox can read)."""
-    key = b"".join(p.read_bytes() for p in sorted((course.ROOT / "solutions").glob("*.py")))
-    digest = hmac.new(hashlib.sha256(key).digest(), f"sandbox:{seed}".encode(), "sha256")
+    digest = hmac.new(_seed_key(), f"sandbox:{seed}".encode(), "sha256")
     return int.from_bytes(digest.digest()[:8], "little") >> 1
 
 
@@ -381,7 +388,7 @@ class Session:
     def close(self):
         output = self.visible.close()
         self.hidden.close()
-        return output or self.visible.output
+        return output
 
 
 def _records(cell, source, namespace, label, hidden):

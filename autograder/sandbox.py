@@ -20,7 +20,9 @@ a sentence for the feedback in ``events``; nothing it sends can raise
 anything else in the grader, and every string it sends is cleaned
 (``wire.clean``) before anything else sees it.
 """
+import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -167,7 +169,6 @@ class Sandbox:
             "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": str(int(self.seed) % 4294967295),
             "LANG": "C.UTF-8",
         }
-        import json
         self.proc = spawn(
             [sys.executable, "-I", "-S", "-u", "-c", _BOOT,
              str(r_child), str(w_child), json.dumps(worker_path())],
@@ -435,5 +436,4 @@ def _warnings(reply):
 
 
 def select_readable(fd, timeout):
-    import select
     return bool(select.select([fd], [], [], timeout)[0])
