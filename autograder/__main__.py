@@ -1,28 +1,108 @@
-"""Command line of the course's grader (see the README)."""
+"""Command line of the course's grader (see the README and ``--help``)."""
 import argparse
 import os
 import sys
 from pathlib import Path
 
 
-def main(argv=None):
+def grade(p, args):
+    """grade SUBMITTED --out OUT: grade a class, record it, render every view."""
+    from .classroom import grade_class
+    from .cluster import ClusterError  # imports no Dask
+    from .course import StaleNotebook
+    from .jobs import wall_limit
+    from .model import Limits
+    if not Path(args.submitted).is_dir():
+        p.error(f"no such folder: {args.submitted}")
+    if args.jobs < 1 or args.timeout <= 0 or args.memory < 256:
+        p.error("--jobs >= 1, --timeout > 0 and --memory >= 256 please")
+    limits = Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+                    memory_mb=args.memory)
+    executor = None
+    if args.cluster:
+        from .cluster import DaskCluster
+        executor = DaskCluster(args.cluster, limit=wall_limit(limits))
+    try:
+        rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
+                           seed=args.seed, db_url=args.db, progress=not args.quiet,
+                           only=args.only, resume=args.resume, executor=executor)
+    except (StaleNotebook, ClusterError) as exc:
+        print(f"cannot grade: {exc}", file=sys.stderr)
+        return 2
+    _summary(args.out, rows)
+    return 0
+
+
+def _summary(out, rows):
+    total = sum(r.score for r in rows)
+    print(f"{out} holds {len(rows)} submissions (mean score {total / max(1, len(rows)):.2f}); "
+          f"return {Path(out) / 'return'}/<student>/ to each student; what the class got "
+          f"wrong: {Path(out) / 'class-report.html'}")
+
+
+def render(p, args):
+    """render OUT: every view again from the records and the gradebook."""
+    from .render import render_all
+    from .store import RECORDS
+    if not (Path(args.out) / RECORDS).is_dir():
+        p.error(f"{args.out} holds no records: grade into it first")
+    _summary(args.out, render_all(args.out, args.db))
+    return 0
+
+
+def gradescope(p, args):
+    """gradescope ZIP --assignment ID: build a Gradescope autograder."""
+    from . import gradescope as gs
+    try:
+        members = gs.build(args.zip, args.assignment, args.seed, args.timeout,
+                           args.notebook_timeout, args.memory)
+    except ValueError as exc:
+        p.error(str(exc))
+    print(f"wrote {args.zip} ({len(members)} files): upload it as the autograder of "
+          f"the Gradescope assignment for {args.assignment}")
+    return 0
+
+
+def notebooks(p, args):
+    """notebooks [--check]: regenerate exercises/ from source/."""
+    from . import notebooks as nb
+    stale = nb.build(args.assignments or None, check_only=args.check)
+    print(f"{'stale' if args.check else 'regenerated'}: {', '.join(stale) if stale else 'none'}")
+    return 1 if (args.check and stale) else 0
+
+
+def demo(p, args):
+    """demo [--check]: regenerate the demo class."""
+    from . import demo as d
+    stale = d.build(check_only=args.check)
+    print(("stale: " if args.check else "regenerated: ") + (", ".join(stale) or "none"))
+    return 1 if (args.check and stale) else 0
+
+
+def _limits(parser):
+    parser.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
+    parser.add_argument("--notebook-timeout", type=float, default=300.0,
+                        help="seconds per notebook")
+    parser.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
+
+
+def parser():
     p = argparse.ArgumentParser(prog="python -m autograder")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("grade", help="grade a class of submissions")
+    g.set_defaults(run=grade)
     g.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb, "
                                      "or an nbgrader course root holding submitted/")
     g.add_argument("--out", required=True,
-                   help="where grades.csv, the feedback, the class report and the nbgrader "
-                        "course files (gradebook, autograded notebooks) go")
+                   help="where the records, grades.csv, the students' folders (return/), the "
+                        "class report and the nbgrader course files go")
     g.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
     g.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="grade on a Dask cluster: a scheduler address (tcp://host:8786) or "
                         "local:N (N worker processes here); needs dask and distributed")
-    g.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
-    g.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
-    g.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
-    g.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
+    _limits(g)
     g.add_argument("--db", default=None, help="gradebook URL (default: sqlite OUT/gradebook.db)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--only", nargs="+", metavar="STUDENT",
@@ -31,73 +111,34 @@ def main(argv=None):
                    help="skip submissions OUT already holds, graded from the same notebook, "
                         "seed, limits and course")
 
+    r = sub.add_parser("render", help="render every file of OUT again from its records and "
+                                      "the gradebook (after manual grading, say)")
+    r.set_defaults(run=render)
+    r.add_argument("out", help="a folder that `grade` wrote")
+    r.add_argument("--db", default=None, help="gradebook URL (default: sqlite OUT/gradebook.db)")
+
     n = sub.add_parser("notebooks", help="regenerate exercises/ from source/ with nbgrader")
+    n.set_defaults(run=notebooks)
     n.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
     n.add_argument("assignments", nargs="*")
 
     d = sub.add_parser("demo", help="regenerate the demo class in demo/submitted")
+    d.set_defaults(run=demo)
     d.add_argument("--check", action="store_true", help="only report a stale demo class (exit 1)")
 
     z = sub.add_parser("gradescope", help="build a Gradescope autograder zip")
+    z.set_defaults(run=gradescope)
     z.add_argument("zip", help="where to write the zip (e.g. autograder.zip)")
     z.add_argument("--assignment", required=True, metavar="ID",
                    help="the assignment this autograder grades (an upload of another gets 0)")
-    z.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
-    z.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
-    z.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
-    z.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
+    _limits(z)
+    return p
 
+
+def main(argv=None):
+    p = parser()
     args = p.parse_args(argv)
-    if args.command == "grade":
-        from .classroom import grade_class
-        from .sandbox import Limits
-        if not Path(args.submitted).is_dir():
-            p.error(f"no such folder: {args.submitted}")
-        if args.jobs < 1 or args.timeout <= 0 or args.memory < 256:
-            p.error("--jobs >= 1, --timeout > 0 and --memory >= 256 please")
-        from .course import StaleNotebook
-        limits = Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
-                        memory_mb=args.memory)
-        try:
-            rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
-                               seed=args.seed, db_url=args.db, progress=not args.quiet,
-                               only=args.only, resume=args.resume, cluster=args.cluster)
-        except StaleNotebook as exc:
-            print(f"cannot grade: {exc}", file=sys.stderr)
-            return 2
-        except RuntimeError as exc:
-            from .cluster import ClusterError  # imports no Dask
-            if not isinstance(exc, ClusterError):
-                raise
-            print(f"cannot grade: {exc}", file=sys.stderr)
-            return 2
-        total = sum(r["score"] for r in rows)
-        print(f"{args.out} holds {len(rows)} submissions "
-              f"(mean score {total / max(1, len(rows)):.2f}); what the class got wrong: "
-              f"{Path(args.out) / 'class-report.html'}")
-        return 0
-    if args.command == "gradescope":
-        from . import gradescope
-        try:
-            members = gradescope.build(args.zip, args.assignment, args.seed, args.timeout,
-                                       args.notebook_timeout, args.memory)
-        except ValueError as exc:
-            p.error(str(exc))
-        print(f"wrote {args.zip} ({len(members)} files): upload it as the autograder of "
-              f"the Gradescope assignment for {args.assignment}")
-        return 0
-    if args.command == "notebooks":
-        from . import notebooks
-        stale = notebooks.build(args.assignments or None, check_only=args.check)
-        verb = "stale" if args.check else "regenerated"
-        print(f"{verb}: {', '.join(stale) if stale else 'none'}")
-        return 1 if (args.check and stale) else 0
-    if args.command == "demo":
-        from . import demo
-        stale = demo.build(check_only=args.check)
-        print(("stale: " if args.check else "regenerated: ") + (", ".join(stale) or "none"))
-        return 1 if (args.check and stale) else 0
-    return 2
+    return args.run(p, args)
 
 
 if __name__ == "__main__":

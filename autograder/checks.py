@@ -18,6 +18,7 @@ Gradients compared with central differences (error ~1e-9 for smooth
 functions at eps = 1e-6) use ``GRAD_RTOL = 1e-5``.
 """
 import base64
+import builtins
 import contextlib
 import json
 import traceback
@@ -35,7 +36,17 @@ _cell = []        # in a notebook: (name, passed) of the checks of the running c
 
 
 class CheckFailed(AssertionError):
-    """A check found a wrong result; the message says which and why."""
+    """A check found a wrong result; the message says which and why.
+
+    diagnosis: what differs ("shape", "factor", "named", ...: the values of
+    ``autograder.model.Diagnosis``); cause: for "named", the course's words
+    for the mistake.  The grader records both, so no report parses the
+    message.
+    """
+
+    def __init__(self, message, diagnosis="other", cause=""):
+        super().__init__(message)
+        self.diagnosis, self.cause = diagnosis, cause
 
 
 class ChecksFailed(AssertionError):
@@ -54,17 +65,19 @@ def check(name, weight=1.0, needs=None):
     the check fails, each is called (``call()``) and compared with
     ``expected``, and a wrong one is named: "fix it first".
     """
+    needed = failure = None
     try:
         yield
     except Exception as exc:  # a failure of this check only: the other checks still run
-        passed, message = False, _explain(exc)
+        failure, passed, message = exc, False, _explain(exc)
         if needs:
-            message = _prerequisite(needs) or message
+            needed = _prerequisite(needs)
+            message = _needs_message(needed) if needed else message
     else:
         passed, message = True, ""
     if _results is not None:
         _results.append({"name": name, "weight": float(weight), "hidden": _hidden,
-                         "passed": passed, "message": message})
+                         "outcome": _outcome(failure, message, needed)})
         return
     _cell.append((name, passed))
     if passed:
@@ -110,10 +123,42 @@ def _explain(exc):
     if type(exc).__name__ == "StudentCrash":
         return f"your code could not finish: {exc}"
     if kind is not None:
-        return f"your code raised {kind}:\n{exc}".rstrip()
+        return f"your code raised {_raised_words(kind)}:\n{exc}".rstrip()
     # In the grader the traceback would show the grader's frames, not yours.
     frames = _your_frames(exc) if _results is None else ""
-    return f"your code raised {type(exc).__name__}: {exc}{frames}"
+    return f"your code raised {_raised_words(type(exc).__name__)}: {exc}{frames}"
+
+
+def _raised_words(name):
+    """How a message names the class of an exception the student's code raised:
+    a standard one by its name, one of the student's own quoted as theirs."""
+    if name in _STANDARD:
+        return name
+    return f"an exception of its own class {name[:40]!r}"
+
+
+_STANDARD = {n for n, v in vars(builtins).items()
+             if isinstance(v, type) and issubclass(v, BaseException)} | {"LinAlgError", "AxisError"}
+
+
+def _outcome(exc, message, needed):
+    """The grader's record of how a check ended (``autograder.model.Outcome``)."""
+    from autograder import model
+    if exc is None:
+        return model.PASSED
+    if needed:
+        return model.Outcome(model.Kind.DEPENDENCY, message, needs=needed)
+    if isinstance(exc, CheckFailed):
+        return model.Outcome(model.Kind.WRONG, message, model.Diagnosis(exc.diagnosis),
+                             exc.cause)
+    kind = getattr(exc, "kind", None)
+    if isinstance(exc, NotImplementedError) or kind == "NotImplementedError":
+        return model.Outcome(model.Kind.NOT_IMPLEMENTED, message)
+    if type(exc).__name__ == "StudentCrash":
+        return model.Outcome(model.Kind.TIMED_OUT if getattr(exc, "timed_out", False)
+                             else model.Kind.CRASHED, message)
+    return model.Outcome(model.Kind.RAISED, message,
+                         exception=model.exception_label(kind or type(exc).__name__))
 
 
 def _your_frames(exc, limit=6):
@@ -142,13 +187,18 @@ def _prerequisite(needs):
         except Exception:
             ok = False
         if not ok:
-            return (f"this check uses your {fn}, which gives wrong values here: "
-                    f"fix {fn} first (its own checks say how)")
+            return fn
     return None
 
 
-def fail(message):
-    raise CheckFailed(message)
+def _needs_message(fn):
+    return (f"this check uses your {fn}, which gives wrong values here: "
+            f"fix {fn} first (its own checks say how)")
+
+
+def fail(message, diagnosis="other", cause=""):
+    """Fail the check with ``message`` (see ``CheckFailed`` for the rest)."""
+    raise CheckFailed(message, diagnosis, cause)
 
 
 # ----------------------------------------------------------------------------
@@ -227,13 +277,13 @@ def _close(got, want, rtol):
 def as_array(value, what):
     """``value`` as a float64 array, or a failure that names the problem."""
     if value is None:
-        fail(f"{what} is None: did you forget a `return`?")
+        fail(f"{what} is None: did you forget a `return`?", "type")
     if isinstance(value, tuple) and len(value) and all(isinstance(v, np.ndarray) for v in value):
-        fail(f"{what} is a tuple of {len(value)} arrays, expected one array")
+        fail(f"{what} is a tuple of {len(value)} arrays, expected one array", "type")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
-        fail(f"{what} should be a NumPy array of numbers, got {_kind(value)}")
+        fail(f"{what} should be a NumPy array of numbers, got {_kind(value)}", "type")
     return arr
 
 
@@ -255,27 +305,27 @@ def _factor_words(c, sizes):
 
 
 def _describe(got, want, rtol, sizes):
-    """Why ``got`` is not ``want`` (same shapes, both finite), in words."""
+    """(diagnosis, words): why ``got`` is not ``want`` (same shapes, both finite)."""
     g, w = got.ravel(), want.ravel()
     if not np.any(g):
-        return "it is all zeros"
+        return "zeros", "it is all zeros"
     ww = float(w @ w)
     if ww > 0:
         c = float(g @ w) / ww  # the best factor: got = c * want?
         if abs(c) > 1e-12 and _close(got, c * want, rtol):
             if abs(c + 1) <= rtol:
-                return "its sign is flipped"
+                return "sign", "its sign is flipped"
             if c < 0:
-                return "its sign is flipped and " + _factor_words(-c, sizes)
-            return _factor_words(c, sizes)
+                return "sign", "its sign is flipped and " + _factor_words(-c, sizes)
+            return "factor", _factor_words(c, sizes)
     if want.ndim == 2 and want.shape[0] == want.shape[1] and want.shape[0] > 1 \
             and _close(got, want.T, rtol):
-        return "it is transposed"
+        return "transposed", "it is transposed"
     diff = np.abs(got - want)
     i = np.unravel_index(int(np.argmax(diff)), want.shape)
     at = f" at index {tuple(int(k) for k in i)}" if want.ndim else ""
     scale = float(np.max(np.abs(want))) if want.size else 0.0
-    return (f"the largest difference is {float(diff[i]):.3g}{at} (got {float(got[i]):.6g}, "
+    return "difference", (f"the largest difference is {float(diff[i]):.3g}{at} (got {float(got[i]):.6g}, "
             f"expected {float(want[i]):.6g}), where the expected values are up to "
             f"{scale:.3g} in size")
 
@@ -294,23 +344,26 @@ def assert_close(got, want, what, rtol=RTOL, likely=None, sizes=None):
     for cause, wrong in (likely or {}).items():
         wrong = np.asarray(wrong, dtype=np.float64)
         if wrong.shape == got.shape and _close(got, wrong, rtol):
-            fail(f"{what} is wrong: {cause}.")
+            fail(f"{what} is wrong: {cause}.", "named", cause)
     if got.shape != want.shape:
         if want.ndim == 2 and got.shape == want.T.shape and _close(got, want.T, rtol):
-            fail(f"{what} is transposed: it has shape {got.shape}, expected {want.shape}.")
-        fail(f"{what} has shape {got.shape}, expected {want.shape}.")
+            fail(f"{what} is transposed: it has shape {got.shape}, expected {want.shape}.",
+                 "transposed")
+        fail(f"{what} has shape {got.shape}, expected {want.shape}.", "shape")
     if not np.isfinite(got).all() and np.isfinite(want).all():
         fail(f"{what} contains nan or inf where the true value is finite: "
-             "an overflow? Use the numerically stable form.")
+             "an overflow? Use the numerically stable form.", "nonfinite")
     if not np.isfinite(want).all():
-        fail(f"{what} is wrong: expected {want!r}, got {np.array2string(got, threshold=20)}.")
-    fail(f"{what} is wrong: {_describe(got, want, rtol, sizes)}.")
+        fail(f"{what} is wrong: expected {want!r}, got {np.array2string(got, threshold=20)}.",
+             "difference")
+    diagnosis, words = _describe(got, want, rtol, sizes)
+    fail(f"{what} is wrong: {words}.", diagnosis)
 
 
 def assert_scalar(got, want, what, rtol=RTOL):
     """Like assert_close for a scalar; also insists on a Python/NumPy number."""
     if isinstance(got, np.ndarray) and got.size != 1:
-        fail(f"{what} should be a number, got an array of shape {got.shape}")
+        fail(f"{what} should be a number, got an array of shape {got.shape}", "type")
     assert_close(as_array(got, what).reshape(()), want, what, rtol)
 
 
@@ -323,9 +376,10 @@ def assert_raises(kind, what, call):
         if raised == "NotImplementedError":
             raise
         if raised != kind.__name__ and not isinstance(exc, kind):
-            fail(f"{what} should raise {kind.__name__}, but raised {raised}")
+            fail(f"{what} should raise {kind.__name__}, but raised {_raised_words(raised)}",
+                 "raises")
         return
-    fail(f"{what} should raise {kind.__name__}, but returned normally")
+    fail(f"{what} should raise {kind.__name__}, but returned normally", "raises")
 
 
 def assert_unchanged(before, after, what):
@@ -388,16 +442,16 @@ def unpack(value, names, what):
     if not isinstance(value, (tuple, list)) or len(value) != len(names):
         got = (f"{len(value)} values" if isinstance(value, (tuple, list))
                else type(value).__name__)
-        fail(f"{what} should return {len(names)} values ({', '.join(names)}), got {got}")
+        fail(f"{what} should return {len(names)} values ({', '.join(names)}), got {got}", "count")
     return tuple(value)
 
 
 def assert_dict_close(got, want, what, rtol=RTOL, sizes=None):
     """Every array of the dict ``want`` matched by ``got`` under the same key."""
     if not isinstance(got, dict):
-        fail(f"{what} should be a dict with keys {sorted(want)}, got {type(got).__name__}")
+        fail(f"{what} should be a dict with keys {sorted(want)}, got {type(got).__name__}", "type")
     missing = sorted(set(want) - set(got))
     if missing:
-        fail(f"{what} lacks the keys {missing}")
+        fail(f"{what} lacks the keys {missing}", "type")
     for k in want:
         assert_close(got[k], want[k], f"{what}[{k!r}]", rtol, sizes=sizes)

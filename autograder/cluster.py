@@ -3,16 +3,17 @@
 ``--cluster local:N`` starts a ``LocalCluster`` of N worker processes on this
 machine; ``--cluster tcp://host:8786`` uses a scheduler started elsewhere
 (the README says how).  Each submission is one task; a worker grades it with
-the same ``classroom._grade_one`` as a process of the local pool, inside the
-same fenced sandboxes, and sends back plain data: the result tuple as JSON
-text.  What goes out is plain too: the notebook's bytes (read here, where the
-file lies: a worker need not see the submissions folder), the limits and the
-seed.
+the same ``jobs.grade_job`` as a process of the local pool, inside the same
+fenced sandboxes, and sends back the ``model.Graded`` in the one
+serialisation of ``model`` (JSON text).  What goes out is the ``model.Job``
+in the same form, with the notebook's bytes in it (read here, where the file
+lies: a worker need not see the submissions folder).
 
-This process is the coordinator and the one writer: ``run_cluster`` has the
-contract of ``classroom.run_pool`` (``on_result(index, result)`` as each
-result arrives, through ``distributed.as_completed``), so the ``Store``,
-``--resume`` and the progress bar are the same.
+This process is the coordinator and the one writer: ``DaskCluster`` is an
+executor with the contract of ``pool.LocalPool`` (``run(work, on_result)``,
+``on_result(index, graded)`` as each result arrives, through
+``distributed.as_completed``), so the ``Store``, ``--resume`` and the
+progress bar are the same.
 
 At most as many tasks are in flight as the cluster has threads, so a worker
 (one thread, as recommended) holds one submission at a time and a worker
@@ -33,6 +34,7 @@ Dask is optional: only this module imports it, and only when a run asks for
 a cluster.
 """
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -43,7 +45,7 @@ import time
 import uuid
 from collections import deque
 
-from . import classroom, course, grade
+from . import course, jobs, model
 from .gradescope import FOLDERS
 from .processes import SCRATCH_ENV, ScratchRoot, become_subreaper, reap_orphans
 
@@ -124,16 +126,19 @@ def worker_facts():
 
 
 def grade_task(job, digest, grade_one):
-    """A task: grade one submission on this worker.  Returns JSON text:
-    {"result": the result tuple, "worker": address}, or {"refused": this
-    worker's course hash, "worker": address} when it differs from ``digest``."""
+    """A task: grade one submission (``job``: a ``model.Job`` as ``model.dumps``
+    wrote it) on this worker.  Returns JSON text: {"graded": the
+    ``model.Graded`` as ``model.dumps`` writes it, "worker": address}, or
+    {"refused": this worker's course hash, "worker": address} when it
+    differs from ``digest``."""
     from distributed import get_worker
     address = get_worker().address
     own = _own_hash()
     if own != digest:
         return json.dumps({"refused": own, "worker": address})
     _prepare_worker()
-    return json.dumps({"result": grade_one(job), "worker": address})
+    graded = grade_one(model.loads(model.Job, job))
+    return json.dumps({"graded": model.dumps(graded), "worker": address})
 
 
 # ----------------------------------------------------------------------------
@@ -193,39 +198,45 @@ def check_workers(client, digest, wait=START_TIMEOUT):
     return facts
 
 
-def run_cluster(work, spec, grade_one=classroom._grade_one, limit=None, on_result=None,
-                placed=None, facts=None):
-    """Grade ``work`` on the Dask cluster ``spec``; the contract of
-    ``classroom.run_pool``.  ``placed[index]`` gets the address of the worker
-    that graded it; ``facts`` gets the scheduler's and the workers' facts."""
-    if not work:
-        return []
-    distributed = _distributed()
-    digest = course_hash()
-    results = {}
-    with contextlib.ExitStack() as stack:
-        if spec.startswith(LOCAL):  # the workers inherit it; removed however they end
-            stack.enter_context(ScratchRoot())
-        client, cluster = connect(spec)
-        stack.callback(_close, client, cluster)
-        found = check_workers(client, digest)
-        failures = _allowed_failures(client)
-        if failures not in (None, ALLOWED_FAILURES):
-            print(f"note: the scheduler runs a task again after up to {failures} worker deaths "
-                  f"(allowed-failures); start it with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_"
-                  f"FAILURES={ALLOWED_FAILURES} so a submission that kills two workers gets "
-                  "its crashed row", file=sys.stderr)
-        weak = sorted(a for a, f in found.items() if not f["root"])
-        if weak:
-            print(f"note: {len(weak)} workers do not run as root: their sandboxes have no uid "
-                  "or namespaces of their own (results.json says so for each submission)",
-                  file=sys.stderr)
-        if facts is not None:
-            facts.update({"cluster": spec, "scheduler": client.scheduler.address,
-                          "allowed_failures": failures, "workers": sorted(found)})
-        _Run(client, distributed, work, digest, grade_one, limit, results, on_result,
-             placed).go()
-    return [results[i] for i in range(len(work))]
+class DaskCluster:
+    """The executor of a Dask cluster ``spec`` ("local:N" or a scheduler's
+    address); the contract of ``pool.LocalPool``.  ``facts`` gets the
+    scheduler's and the workers' facts once it ran."""
+
+    def __init__(self, spec, limit=None, grade=jobs.grade_job):
+        self.spec, self.limit, self.grade = spec, limit, grade
+        self.facts = {"cluster": spec}
+
+    def run(self, work, on_result=None):
+        """Grade ``work`` [model.Job]; returns the ``model.Graded`` in its order,
+        each with the address of the worker that graded it."""
+        if not work:
+            return []
+        distributed = _distributed()
+        digest = course_hash()
+        results = {}
+        with contextlib.ExitStack() as stack:
+            if self.spec.startswith(LOCAL):  # the workers inherit it; removed however they end
+                stack.enter_context(ScratchRoot())
+            client, cluster = connect(self.spec)
+            stack.callback(_close, client, cluster)
+            found = check_workers(client, digest)
+            failures = _allowed_failures(client)
+            if failures not in (None, ALLOWED_FAILURES):
+                print(f"note: the scheduler runs a task again after up to {failures} worker "
+                      f"deaths (allowed-failures); start it with DASK_DISTRIBUTED__SCHEDULER__"
+                      f"ALLOWED_FAILURES={ALLOWED_FAILURES} so a submission that kills two "
+                      "workers gets its crashed row", file=sys.stderr)
+            weak = sorted(a for a, f in found.items() if not f["root"])
+            if weak:
+                print(f"note: {len(weak)} workers do not run as root: their sandboxes have no "
+                      "uid or namespaces of their own (results.json says so for each "
+                      "submission)", file=sys.stderr)
+            self.facts.update({"scheduler": client.scheduler.address,
+                               "allowed_failures": failures, "workers": sorted(found)})
+            _Run(client, distributed, work, digest, self.grade, self.limit, results,
+                 on_result).go()
+        return [results[i] for i in range(len(work))]
 
 
 def _close(client, cluster):
@@ -240,10 +251,10 @@ class _Run:
     submission each, and deliver the results as they arrive."""
 
     def __init__(self, client, distributed, work, digest, grade_one, limit, results,
-                 on_result, placed):
+                 on_result):
         self.client, self.dd = client, distributed
         self.digest, self.grade_one, self.limit = digest, grade_one, limit
-        self.results, self.on_result, self.placed = results, on_result, placed
+        self.results, self.on_result = results, on_result
         self.pending = deque(enumerate(work))
         self.inflight = {}  # future -> (index, job, time submitted)
         self.expired = set()  # futures abandoned at the wall-clock limit
@@ -264,11 +275,10 @@ class _Run:
         capacity = self.capacity()
         while self.pending and len(self.inflight) < capacity:
             i, job = self.pending.popleft()
-            student, aid, path, note, limits, seed = job
-            carried = grade.load_submission(path) if path is not None else None
-            f = self.client.submit(grade_task, (student, aid, carried, note, limits, seed),
+            sub = job.submission
+            f = self.client.submit(grade_task, model.dumps(jobs.carried(job)),
                                    self.digest, self.grade_one, pure=False,
-                                   key=f"grade-{student}-{aid}-{self.run_id}")
+                                   key=f"grade-{sub.student}-{sub.assignment}-{self.run_id}")
             with self.lock:
                 self.inflight[f] = (i, job, time.monotonic())
             self.arrivals.add(f)
@@ -279,7 +289,7 @@ class _Run:
             self.on_result(i, result)
 
     def outcome(self, f, job):
-        """(result tuple, worker address or None) of a finished future."""
+        """The ``model.Graded`` of a finished future (with its worker's address)."""
         if f.status == "finished":  # even if it was late: it did finish
             reply = json.loads(f.result())
             if "refused" in reply:
@@ -288,17 +298,16 @@ class _Run:
                     f"(course hash {reply['refused'][:12]}, here {self.digest[:12]}): check out "
                     "the same revision there and restart it, or stop it; the submissions "
                     "graded so far are recorded (--resume goes on)")
-            return tuple(reply["result"]), reply["worker"]
+            graded = model.loads(model.Graded, reply["graded"])
+            return dataclasses.replace(graded, worker=reply["worker"])
         if f in self.expired:
-            return classroom._crashed(job, classroom.did_not_finish(self.limit)), None
+            return jobs.crashed(job, jobs.did_not_finish(self.limit))
         if f.cancelled():
-            return classroom._crashed(job, "The grader lost this submission's task; "
-                                           "it was scored 0."), None
+            return jobs.crashed(job, jobs.LOST)
         exc = f.exception()
         if isinstance(exc, self.dd.KilledWorker):
-            return classroom._crashed(job, classroom.STOPPED_THE_GRADER), None
-        return classroom._crashed(job, f"The grader failed on this submission: "
-                                       f"{type(exc).__name__}: {exc}"), None
+            return jobs.crashed(job, jobs.STOPPED_THE_GRADER)
+        return jobs.crashed(job, jobs.failed(exc))
 
     def watch(self):
         """Abandon gradings older than ``limit``: cancel, restart their worker."""
@@ -333,11 +342,9 @@ class _Run:
             for f in self.arrivals:  # as each result arrives
                 with self.lock:
                     i, job, _ = self.inflight.pop(f)
-                result, worker = self.outcome(f, job)
+                graded = self.outcome(f, job)
                 self.submit()  # the worker gets its next task before the reports are written
-                if self.placed is not None:
-                    self.placed[i] = worker
-                self.deliver(i, result)
+                self.deliver(i, graded)
         finally:
             self.done_event.set()
             with self.lock:

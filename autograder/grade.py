@@ -41,6 +41,7 @@ a keyed hash of the grading seed whose key is the reference solutions, which
 a sandbox cannot read: the grading seed (which draws the hidden inputs)
 cannot be recovered from anything inside a sandbox.
 """
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -50,8 +51,9 @@ import zlib
 import nbformat
 import numpy as np
 
-from . import calls, checks, course, wire
-from .sandbox import Limits, Sandbox, StudentCrash, StudentError
+from . import calls, checks, course, model, wire
+from .model import Limits
+from .sandbox import Sandbox, StudentCrash, StudentError
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_CODE_CELLS = 1000
@@ -107,13 +109,6 @@ def _text(value):
     if isinstance(value, list):
         return "".join(v for v in value if isinstance(v, str))
     return ""
-
-
-def zero_result(max_score, notes, seed):
-    """The results of a submission that could not be graded (missing,
-    unreadable, crashed): no tests, a zero, and the reasons in ``notes``."""
-    return {"score": 0.0, "max_score": float(max_score), "tests": [], "notes": list(notes),
-            "events": [], "cell_errors": [], "seed": seed}
 
 
 def kernel_notes(nb):
@@ -299,7 +294,7 @@ class Runner:
                 if self.restarts >= MAX_RESTARTS:
                     raise StudentCrash("not run: your notebook's process stopped too often")
                 if self.left <= 0:
-                    raise StudentCrash("not run: the notebook's time limit was reached")
+                    raise StudentCrash("not run: the notebook's time limit was reached", timed_out=True)
                 self.restarts += 1
                 self._start(first=False)
             return self.sandbox
@@ -359,7 +354,8 @@ class Session:
         if left <= 0:
             if not hidden and late not in self.budget_events:
                 self.budget_events.append(late)
-            raise StudentCrash(f"not run: the time limit of {self.cell} was used up")
+            raise StudentCrash(f"not run: the time limit of {self.cell} was used up",
+                               timed_out=True)
         before = sandbox.charged
         may_change = self.policy.may_change(name, args, kwargs) if hidden else None
         try:
@@ -392,7 +388,8 @@ class Session:
 
 
 def _records(cell, source, namespace, label, hidden):
-    """Run one pass of a test cell; its check records."""
+    """Run one pass of a test cell; its check records ({name, weight,
+    hidden, outcome}, ``checks.check`` makes them)."""
     checks._results = []
     try:
         run_test_code(source, namespace, label)
@@ -401,19 +398,21 @@ def _records(cell, source, namespace, label, hidden):
         # Outside any check: the checks after it never ran, so none of this
         # pass's checks of the cell can be trusted.
         if hidden:
-            record = {"name": f"{cell.grade_id}: hidden checks", "hidden": True,
-                      "message": "the hidden checks could not run to the end"}
+            name, message = (f"{cell.grade_id}: hidden checks",
+                             "the hidden checks could not run to the end")
         else:
-            record = {"name": f"{cell.grade_id}: test cell", "hidden": False,
-                      "message": f"the checks could not run: {checks._explain(stop.exc)}"}
-        return [dict(record, weight=1.0, passed=False)] + \
-            [dict(r, passed=False) for r in checks._results if r["hidden"] == hidden]
+            name, message = (f"{cell.grade_id}: test cell",
+                             f"the checks could not run: {checks._explain(stop.exc)}")
+        first = {"name": name, "hidden": hidden, "weight": 1.0,
+                 "outcome": model.Outcome(model.Kind.STOPPED, message)}
+        return [first] + [dict(r, outcome=model.Outcome(model.Kind.STOPPED, r["outcome"].message))
+                          for r in checks._results if r["hidden"] == hidden]
     finally:
         checks._results = None
 
 
 def grade_notebook(assignment, nb, limits=None, seed=0):
-    """Score a parsed submission; returns the results dict (Gradescope-like)."""
+    """Score a parsed submission: a ``model.Result``."""
     limits = limits or Limits()
     steps, notes = plan(assignment, nb)
     notes = kernel_notes(nb) + notes
@@ -452,39 +451,40 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
                 by_cell[cell.grade_id] += [r for r in records if r["hidden"]]
     finally:
         output = session.close()
-    tests = []
+    graded = []
     for cell in assignment.tests:
         records = by_cell[cell.grade_id]
         total = sum(r["weight"] for r in records) or 1.0
         for r in records:
-            share = cell.points * r["weight"] / total
-            tests.append({
-                "name": wire.clean(r["name"], 300), "cell": cell.grade_id,
-                "score": round(share if r["passed"] else 0.0, 6),
-                "max_score": round(share, 6),
-                "output": wire.clean(r["message"], 4000),
-                "visibility": "hidden" if r["hidden"] else "visible",
-            })
-    score = round(sum(t["score"] for t in tests), 4)
-    extra_cells = [c.grade_id for c in assignment.tests if c.extra_credit]
-    extra = round(sum(t["score"] for t in tests if t["cell"] in extra_cells), 4)
+            share = round(cell.points * r["weight"] / total, 6)
+            outcome = r["outcome"]
+            outcome = dataclasses.replace(outcome, message=wire.clean(outcome.message, 4000),
+                                          cause=wire.clean(outcome.cause, 300))
+            graded.append(model.Check(
+                name=wire.clean(r["name"], 300), cell=cell.grade_id, hidden=r["hidden"],
+                points=share, score=share if outcome.passed else 0.0, outcome=outcome))
+    score = round(sum(c.score for c in graded), 4)
+    extra_cells = tuple(c.grade_id for c in assignment.tests if c.extra_credit)
+    extra = round(sum(c.score for c in graded if c.cell in extra_cells), 4)
     info = session.visible.info
-    return {
-        "score": score,
-        "max_score": assignment.max_score,
-        "extra_credit": extra,
-        "extra_cells": extra_cells,
-        "tests": tests,
-        "notes": [wire.clean(n, 1000) for n in notes],
-        "cell_errors": [{"cell": wire.clean(e["cell"], 200), "error": wire.clean(e["error"], 4000)}
-                        for e in session.visible.cell_errors[:50]],
-        "events": [wire.clean(e, 1000) for e in session.events()],
-        "student_output": output.decode("utf-8", "replace")[-4000:],
-        "sandbox": {"landlock_abi": info.get("landlock", 0), "scoped": info.get("scoped", False),
-                    "isolation": info.get("isolation", "none"),
-                    "private_tmpfs": bool(info.get("tmpfs")),
-                    "ipc_namespace": bool(info.get("ipc_namespace")),
-                    "seccomp": bool(info.get("seccomp")),
-                    "restarts": session.visible.restarts + session.hidden.restarts},
-        "seed": seed,
-    }
+    return model.Result(
+        status=model.Status.GRADED,
+        score=score,
+        max_score=assignment.max_score,
+        extra_credit=extra,
+        extra_cells=extra_cells,
+        checks=tuple(graded),
+        notes=tuple(wire.clean(n, 1000) for n in notes),
+        cell_errors=tuple(model.CellError(wire.clean(e["cell"], 200), wire.clean(e["error"], 4000))
+                          for e in session.visible.cell_errors[:50]),
+        events=tuple(wire.clean(e, 1000) for e in session.events()),
+        student_output=output.decode("utf-8", "replace")[-4000:],
+        fence=model.Fence(landlock_abi=info.get("landlock", 0) or 0,
+                          scoped=bool(info.get("scoped")),
+                          isolation=info.get("isolation") or "none",
+                          private_tmpfs=bool(info.get("tmpfs")),
+                          ipc_namespace=bool(info.get("ipc_namespace")),
+                          seccomp=bool(info.get("seccomp")),
+                          restarts=session.visible.restarts + session.hidden.restarts),
+        seed=seed,
+    )

@@ -152,9 +152,10 @@ def notebooks_in(folder):
 
 def run(submission, results, settings=None):
     """Grade the notebook in ``submission`` into Gradescope's ``results`` file."""
-    from . import course, grade, report, wire
+    import dataclasses
+
+    from . import course, grade, model, report, wire
     from .processes import ScratchRoot, become_subreaper
-    from .sandbox import Limits
     become_subreaper()
     cfg_path = course.ROOT / "gradescope.json"
     cfg = settings or (json.loads(cfg_path.read_text()) if cfg_path.exists() else {})
@@ -168,26 +169,27 @@ def run(submission, results, settings=None):
     other = other_assignment(nb, aid) if nb is not None else None
     name = wire.clean(path.name, 120) if path is not None else ""
     if path is None:
-        result = grade.zero_result(max_score, ["No .ipynb file was found in your submission: "
-                                               "upload the notebook itself."], seed)
+        result = model.not_graded(model.Status.MISSING, max_score, [
+            "No .ipynb file was found in your submission: upload the notebook itself."], seed)
     elif nb is None:
-        result = grade.zero_result(max_score, [problem], seed)
+        result = model.not_graded(model.Status.UNREADABLE, max_score, [problem], seed)
     elif other:
-        result = grade.zero_result(max_score, [
+        result = model.not_graded(model.Status.UNREADABLE, max_score, [
             f"{name} is the notebook of the assignment {other} (its answer and test "
             f"cells are that assignment's), but this is the assignment {aid}: it was not "
             f"graded and scored 0. Upload your {aid}.ipynb here, and {name} to the "
             f"assignment {other}."], seed)
     else:
-        limits = Limits(cell_timeout=cfg.get("timeout", 30.0),
-                        notebook_timeout=cfg.get("notebook_timeout", 300.0),
-                        memory_mb=cfg.get("memory", 2048))
+        limits = model.Limits(cell_timeout=cfg.get("timeout", 30.0),
+                              notebook_timeout=cfg.get("notebook_timeout", 300.0),
+                              memory_mb=cfg.get("memory", 2048))
         with ScratchRoot():
             result = grade.grade_notebook(course.load(aid), nb, limits, seed)
-        result["notes"] = [f"Graded {name} as assignment {aid}."] + result["notes"]
+        result = dataclasses.replace(
+            result, notes=(f"Graded {name} as assignment {aid}.",) + result.notes)
     out = report.gradescope_results(result)
     Path(results).parent.mkdir(parents=True, exist_ok=True)
-    Path(results).write_text(json.dumps(out, indent=2))
+    Path(results).write_text(report.results_json(result))
     print(f"{aid}: {out['score']:g} / {out['max_score']:g}")
     return out
 

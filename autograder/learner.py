@@ -79,11 +79,11 @@ def grader_verdicts(result):
     """{check name: passed} of the visible checks in a grader result, and the
     test cells that stopped outside a check."""
     verdicts, stopped = {}, []
-    for t in result["tests"]:
-        if t["visibility"] != "visible":
+    for c in result.checks:
+        if c.hidden:
             continue
-        if t["name"] == f"{t['cell']}: test cell":
-            stopped.append(t["cell"])
+        if c.name == f"{c.cell}: test cell":
+            stopped.append(c.cell)
             continue
-        verdicts[t["name"]] = t["score"] >= t["max_score"]
+        verdicts[c.name] = c.passed
     return verdicts, stopped

@@ -43,7 +43,6 @@ in the grader's process against a sandbox (``grade.py``), and ``ref`` and
 ``grading_rng`` exist only there.
 """
 import functools
-import html
 import json
 import re
 import shutil
@@ -53,7 +52,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import course, report, wire
+from . import course, wire
+from .report import check_lines
 
 CONFIG = "nbgrader_config.py"
 MARK = "# Written by `python -m autograder grade`"
@@ -111,7 +111,7 @@ def source_notebook(a):
 
 
 # ----------------------------------------------------------------------------
-# The autograded notebook (built where the submission was graded)
+# The autograded notebook (a view of the record and the submitted copy)
 
 
 def _text(value):
@@ -166,36 +166,54 @@ def _grader_errors(errors):
                                    text=f"When graded, this cell raised:\n{e}\n") for e in errors]
 
 
-def _header(result, status):
-    """A first markdown cell: the score and what the learner's feedback says
-    besides the checks (escaped: those texts may quote the submission)."""
-    e = html.escape
-    lines = [f"**Autograder**: {e(report.score_line(result))}"
-             + ("" if status == "graded" else f" ({e(status)})")]
-    for x in (report.capped(result.get("notes"), "more notes")
-              + report.capped(result.get("events"))):
-        lines.append("- " + e(" ".join(x.split())))
-    return nbformat.v4.new_markdown_cell("\n".join(lines))
+def quoted(text):
+    """Markdown that shows ``text`` as it is: a fenced block longer than any
+    run of backticks in it, so no markdown, link, image or HTML of the text
+    is ever interpreted (a renderer escapes the inside of a code block)."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _header(result, status, manual):
+    """A first markdown cell: the score (ours), and, quoted as text, what the
+    learner's feedback says besides the checks (those texts may quote the
+    submission: a grade id, a file name)."""
+    from .report import capped, manual_note, score_line
+    line = f"**Autograder**: {score_line(result, manual)}"
+    if status != "graded":
+        line += f" ({status})"
+    note = manual_note(result, manual)
+    if note:
+        line += f"  \n{note}"
+    said = [" ".join(x.split()) for x in capped(result.notes, "more notes") + capped(result.events)]
+    said += [f"Comment on {c.cell}: {c.text}" for c in manual.comments]
+    return nbformat.v4.new_markdown_cell(line + ("\n\n" + quoted("\n".join(said)) if said else ""))
 
 
 def _escape_markdown(source, released):
-    """A learner's markdown cell, its HTML made inert unless it is one of ours."""
-    return source if source in released else html.escape(source, quote=False)
+    """A learner's markdown cell: the course's own as it is, anything else
+    quoted as text (``quoted``)."""
+    return source if source in released else quoted(source)
 
 
-def autograded_notebook(a, nb, result, status="graded"):
+def autograded_notebook(a, nb, result, manual=None):
     """The autograded notebook of one submission (see the module docstring).
 
     a: course.Assignment; nb: the parsed submission, or None (then the
     release notebook, for a submission that could not be read or graded);
-    result: ``grade.grade_notebook``'s.
+    result: a ``model.Result``; manual: a ``model.Manual``.
     """
+    from .model import NO_MANUAL
+    manual = manual or NO_MANUAL
+    status = result.status.value
     rel = release(a.id)
     known = {course.grade_id(c): c for c in rel.cells if course.grade_id(c)}
-    tests = report.by_cell(result.get("tests", []))
+    tests = {}
+    for c in result.checks:
+        tests.setdefault(c.cell, []).append(c)
     errors = {}
-    for err in result.get("cell_errors", []):
-        errors.setdefault(err["cell"], []).append(err["error"])
+    for err in result.cell_errors:
+        errors.setdefault(err.cell, []).append(err.error)
     released_md = {c.source for c in rel.cells if c.cell_type == "markdown"}
     budget = [OUTPUT_BUDGET]
 
@@ -220,13 +238,13 @@ def autograded_notebook(a, nb, result, status="graded"):
             new.outputs = _learner_outputs(cell, budget) + _grader_errors(errors.get(label, []))
         elif kind == "markdown":
             new = nbformat.v4.new_markdown_cell(_escape_markdown(src, released_md))
-        else:
-            new = nbformat.v4.new_raw_cell(src)
+        else:  # a raw cell: shown as text too (nbconvert would pass some raw HTML on)
+            new = nbformat.v4.new_markdown_cell(quoted(src))
         new.id = f"learner-{n}"
         return new
 
     out = nbformat.v4.new_notebook(metadata=json.loads(json.dumps(rel.metadata)))
-    header = _header(result, status)
+    header = _header(result, status, manual)
     header.id = "autograder-result"
     out.cells.append(header)
     n = 0
@@ -240,7 +258,7 @@ def autograded_notebook(a, nb, result, status="graded"):
         new = nbformat.from_dict(json.loads(json.dumps(r)))
         meta = r.metadata["nbgrader"]
         if meta.get("grade") and gid in tests:
-            text = "\n".join(report.check_lines(tests[gid])) + "\n"
+            text = "\n".join(check_lines(tests[gid])) + "\n"
             new.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
         elif r.cell_type == "code":
             mine = by_id.get(gid)
@@ -368,6 +386,10 @@ class GradebookWriter:
                 self.gb.db.add(Comment(cell_id=cell.id, notebook=sub))
 
     def add(self, student, aid, result, autograded=None, when=None):
+        """See ``_add``; ``result`` is a ``model.Result``."""
+        self._add(student, aid, result, autograded, when)
+
+    def _add(self, student, aid, result, autograded=None, when=None):
         """Record a submission: its time, our score per test cell, and the
         answer cells left as released ("No response.", as nbgrader says).
         A grader's manual score or comment stays; a cell that has a manual
@@ -383,8 +405,8 @@ class GradebookWriter:
             self._complete(nb_sub)
             gb.db.flush()
             per_cell = {c.grade_id: 0.0 for c in a.tests}
-            for t in result.get("tests", []):
-                per_cell[t["cell"]] = per_cell.get(t["cell"], 0.0) + t["score"]
+            for c in result.checks:
+                per_cell[c.cell] = per_cell.get(c.cell, 0.0) + c.score
             for gid, score in per_cell.items():
                 grade = gb.find_grade(gid, aid, aid, student)
                 if gid in self.extra[aid]:
@@ -401,35 +423,29 @@ class GradebookWriter:
             print(f"could not record {student}/{aid} in the gradebook: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
-    def manual_scores(self):
-        """{(student, assignment): the gradebook's score} for the submissions a
-        grader changed by hand (a manual score, or extra credit on a cell that
-        has none of its own)."""
-        from nbgrader.api import Grade
-        found = {}
-        for g in self.gb.db.query(Grade).filter(
-                (Grade.manual_score != None) | (Grade.extra_credit != None)):  # noqa: E711
-            sub = g.notebook.assignment
-            aid = sub.assignment.name
-            if g.manual_score is None and (g.cell.name in self.extra.get(aid, ())
-                                           or not g.extra_credit):
-                continue
-            found[(sub.student.id, aid)] = float(sub.score)
-        return found
+    def manual(self, student, aid):
+        """What a grader changed by hand for one submission (``model.Manual``):
+        the gradebook's total where a cell has a manual score (or extra credit
+        on a cell that has none of its own), and the comments written on
+        answer cells."""
+        from .model import NO_MANUAL, Comment, Manual
+        try:
+            sub = self.gb.find_submission_notebook(aid, aid, student)
+        except Exception:
+            return NO_MANUAL
+        changed = any(g.manual_score is not None
+                      or (g.extra_credit and g.cell.name not in self.extra.get(aid, ()))
+                      for g in sub.grades)
+        comments = tuple(Comment(c.cell.name, wire.clean(c.manual_comment, 4000))
+                         for c in sorted(sub.comments, key=lambda c: c.cell.name)
+                         if c.manual_comment)
+        if not changed and not comments:
+            return NO_MANUAL
+        return Manual(score=float(sub.score) if changed else None, comments=comments)
 
     def close(self):
         self.gb.close()
         self._warnings.__exit__(None, None, None)
-
-
-def record_in_gradebook(db_url, assignments, graded):
-    """Store the scores of ``graded`` [(student, id, result)] in the gradebook."""
-    writer = GradebookWriter(db_url, assignments)
-    try:
-        for student, aid, result in graded:
-            writer.add(student, aid, result)
-    finally:
-        writer.close()
 
 
 # ----------------------------------------------------------------------------
@@ -449,7 +465,7 @@ def _ours(path):
         return False
 
 
-def _write_notebook(path, nb):
+def write_notebook(path, nb):
     path.parent.mkdir(parents=True, exist_ok=True)
     nb.metadata["autograder"] = {"written_by_grader": True}
     path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8", errors="replace")
@@ -483,30 +499,57 @@ class CourseRoot:
                                ("release", lambda: nbformat.from_dict(release(a.id)))):
                 path = self.out / folder / a.id / f"{a.id}.ipynb"
                 if _ours(path):
-                    _write_notebook(path, nb())
+                    write_notebook(path, nb())
         self.gradebook = GradebookWriter(db_url, assignments)
 
-    def add(self, student, aid, status, result, autograded=None, folder=None, path=None):
-        """One submission: its copy in submitted/, its autograded notebook, its grades."""
-        a = self.assignments[aid]
-        when = timestamp(folder)
-        target = self.out / "submitted" / student / aid
-        auto = self.out / "autograded" / student / aid
+    def keep_submitted(self, record):
+        """The copy of what was graded in submitted/ (with its timestamp.txt)."""
+        sub = record.submission
+        aid = sub.assignment
+        target = self.out / "submitted" / sub.student / aid
         try:
-            self._copy(folder, path, target, aid, when)
+            self._copy(sub.folder, Path(sub.path) if sub.path else None, target, aid,
+                       timestamp(sub.folder))
         except Exception as exc:
-            print(f"could not copy {student}/{aid} into submitted/: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+            print(f"could not copy {sub.student}/{aid} into submitted/: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def submitted(self, record):
+        """(the parsed copy in submitted/ or None, its timestamp)."""
+        from .grade import read_submission
+        sub = record.submission
+        folder = self.out / "submitted" / sub.student / sub.assignment
+        nb = None
+        if record.result.graded:
+            nb, _ = read_submission(folder / f"{sub.assignment}.ipynb")
+        return nb, timestamp(folder)
+
+    def add(self, record):
+        """One submission's autograded notebook and grades; returns
+        (the autograded notebook or None, the gradebook's ``model.Manual``)."""
+        sub = record.submission
+        a = self.assignments[sub.assignment]
+        nb, when = self.submitted(record)
         try:
-            if autograded is None:
-                autograded = autograded_notebook(a, None, result, status)
-            _write_notebook(auto / f"{aid}.ipynb", autograded)
-            _set_timestamp(auto, when)
+            autograded = autograded_notebook(a, nb, record.result)
         except Exception as exc:
             autograded = None
-            print(f"could not write the autograded notebook of {student}/{aid}: "
+            print(f"could not make the autograded notebook of {sub.student}/{sub.assignment}: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        self.gradebook.add(student, aid, result, autograded, when[1] if when else None)
+        self.gradebook.add(sub.student, sub.assignment, record.result, autograded,
+                           when[1] if when else None)
+        manual = self.gradebook.manual(sub.student, sub.assignment)
+        if autograded is not None and (manual.score is not None or manual.comments):
+            autograded = autograded_notebook(a, nb, record.result, manual)
+        try:
+            if autograded is not None:
+                auto = self.out / "autograded" / sub.student / sub.assignment
+                write_notebook(auto / f"{sub.assignment}.ipynb", autograded)
+                _set_timestamp(auto, when)
+        except Exception as exc:
+            print(f"could not write the autograded notebook of {sub.student}/{sub.assignment}: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return autograded, manual
 
     @staticmethod
     def _copy(folder, path, target, aid, when):

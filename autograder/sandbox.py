@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from . import wire
+from .model import Limits  # noqa: F401 - what a Sandbox takes
 from .processes import StudentClock, UidSlot, kill_tree, scratch_folder, spawn
 
 _HERE = Path(__file__).resolve().parent
@@ -53,32 +54,13 @@ SEND_SECONDS = 10.0   # a process that does not read a request within this is st
 FENCE_KEYS = ("landlock", "scoped", "isolation", "tmpfs", "ipc_namespace", "seccomp")
 
 
-class Limits:
-    """What one submission may use.  Defaults suit the course's notebooks.
-
-    cell_timeout, notebook_timeout: seconds charged to the student (see
-    ``processes.StudentClock``), per cell and per process.
-    isolation: "auto" (namespaces and a uid of its own when run as root) or
-    "basic" (rlimits, Landlock and seccomp only, as for a non-root grader).
-    """
-
-    def __init__(self, cell_timeout=30.0, notebook_timeout=300.0,
-                 memory_mb=2048, output_kb=256, flood_mb=20, file_mb=64,
-                 disk_mb=64, max_files=4096, max_tasks=64, isolation="auto"):
-        self.cell_timeout = cell_timeout
-        self.notebook_timeout = notebook_timeout
-        self.memory_mb = memory_mb
-        self.output_kb = output_kb
-        self.flood_mb = flood_mb
-        self.file_mb = file_mb
-        self.disk_mb = disk_mb
-        self.max_files = max_files
-        self.max_tasks = max_tasks
-        self.isolation = isolation
-
-
 class StudentCrash(Exception):
-    """The student's process stopped (time limit, memory, a signal, ...)."""
+    """The student's process stopped (time limit, memory, a signal, ...);
+    ``timed_out`` when it was the time limit."""
+
+    def __init__(self, text, timed_out=False):
+        super().__init__(text)
+        self.timed_out = timed_out
 
 
 class SandboxFailed(RuntimeError):
@@ -332,7 +314,7 @@ class Sandbox:
                               max_items=wire.MAX_ITEMS)
         except TimeoutError:
             self._stop(stopped)
-            raise StudentCrash(f"timed out after {timeout:g} s") from None
+            raise StudentCrash(f"timed out after {timeout:g} s", timed_out=True) from None
         except (EOFError, OSError):
             raise StudentCrash(self._death()) from None
         except Exception as exc:  # garbage on the channel: a crash of theirs

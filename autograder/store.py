@@ -1,38 +1,38 @@
 """OUT, the record of a class's grades, and its one writer.
 
-Every graded submission leaves ``OUT/<student>/<assignment>/record.json``
-(its status, score and full result, and the key it was graded under) beside
-the learner's ``results.json`` and ``feedback.html``; the ``Store`` writes
-them, and through ``nbgrader_course.CourseRoot`` the submission's copy in
-``submitted/``, its autograded notebook and its grades in the gradebook, as
-each result arrives.  At the end of a run it rebuilds the class-wide files
-from *every* record in OUT, not only this run's:
+The truth about a graded submission is its record,
+``OUT/records/<student>/<assignment>.json`` (a ``model.Record``: the
+submission as found, what grading found, and the key it was graded under,
+in ``model``'s one serialisation); the ``Store`` writes it, and the copy of
+the notebook in ``submitted/``, as each result arrives.  Everything else is
+a view of the records that ``render`` makes and can make again at any time
+(``python -m autograder render OUT``), with what a grader entered by hand in
+the gradebook:
 
-- ``grades.csv``: one row per submission (student, assignment, score, ...);
-  a submission a grader changed by hand in the gradebook (the formgrader's
-  manual points) has the gradebook's score, and its message says so;
-- ``grades-wide.csv``: a header and one row per student, one column per
-  assignment (the shape an LMS gradebook imports);
-- ``class-report.html``: what the class got wrong (``classreport``);
-- ``grading.json``: the settings and times of the last run.
+- for the student, ``OUT/return/<student>/``: one folder per student, safe
+  to hand back as it is: ``<assignment>/feedback.html``, ``results.json``
+  and the autograded notebook (hidden checks only as counts);
+- for the instructor: ``grades.csv``, ``grades-wide.csv``,
+  ``class-report.html``, and nbgrader's files (the gradebook,
+  ``autograded/``): see ``render``;
+- ``grading.json``: the settings, times and workers of the last run, and how
+  many records it kept from earlier runs.
 
 So grading some students again (``--only``, or a folder holding only them)
-updates their rows and keeps everyone else's, and grades.csv, grades-wide.csv
-and the gradebook always agree.  ``--resume`` skips a submission whose record was
-made from the same notebook bytes, seed, limits, course and grader
-(``key``): an interrupted run picks up where it stopped.
+updates their records and keeps everyone else's, and every view agrees.
+``--resume`` skips a submission whose record was made from the same
+notebook bytes, seed, limits, course and grader (``key``): an interrupted
+run picks up where it stopped.
 """
-import csv
+import dataclasses
 import functools
 import hashlib
 import json
-import sys
 from pathlib import Path
 
-from . import classreport, course, nbgrader_course, report
+from . import course, model, render
 
-RECORD = "record.json"
-WIDE_CSV = "grades-wide.csv"
+RECORDS = "records"
 _HERE = Path(__file__).resolve().parent
 
 
@@ -44,7 +44,8 @@ def key(path, aid, seed, limits):
         h.update(Path(path).read_bytes() if path is not None else b"<missing>")
     except OSError:
         h.update(b"<unreadable>")
-    h.update(json.dumps([aid, seed, vars(limits)], sort_keys=True, default=str).encode())
+    h.update(json.dumps([aid, seed, dataclasses.asdict(limits)], sort_keys=True,
+                        default=str).encode())
     if aid in course.assignments():
         h.update(course.digest(aid).encode())
     h.update(_grader_digest())
@@ -54,7 +55,26 @@ def key(path, aid, seed, limits):
 @functools.lru_cache(maxsize=None)
 def _grader_digest():
     """The grader's own code, hashed once per run rather than per submission."""
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_HERE.glob("*.py")))).digest()
+    h = hashlib.sha256()
+    for p in sorted(_HERE.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".j2") and "__pycache__" not in p.parts:
+            h.update(p.relative_to(_HERE).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.digest()
+
+
+def record_path(out, student, aid):
+    return Path(out) / RECORDS / student / f"{aid}.json"
+
+
+def read_records(out):
+    """Every record in OUT, sorted by student and assignment."""
+    found = []
+    for p in sorted(Path(out).glob(f"{RECORDS}/*/*.json")):
+        try:
+            found.append(model.loads(model.Record, p.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return found
 
 
 class Store:
@@ -63,100 +83,41 @@ class Store:
     def __init__(self, out, db_url=None, seed=0):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.db_url = db_url or f"sqlite:///{(self.out / 'gradebook.db').resolve()}"
         self.seed = seed
-        self.loose = []  # rows of this run that have no folder (an unknown assignment)
-        self.assignments = {aid: course.load(aid) for aid in course.assignments()}
-        self.course = nbgrader_course.CourseRoot(self.out, self.db_url, self.assignments,
-                                                 default_db=db_url is None)
-
-    def folder(self, student, aid):
-        return self.out / student / aid
+        self.loose = []  # this run's submissions of no assignment of the course: rows only
+        self.graded = 0
+        self.views = render.Views(self.out, db_url)
 
     def recorded(self, student, aid, key_):
-        """The row of an earlier run with the same key, or None."""
+        """The record of an earlier run with the same key, or None."""
         try:
-            rec = json.loads((self.folder(student, aid) / RECORD).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            rec = model.loads(model.Record, record_path(self.out, student, aid)
+                              .read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError):
             return None
-        return rec if rec.get("key") == key_ else None
+        return rec if rec.key == key_ else None
 
-    def add(self, student, aid, status, result, key_=None, folder=None, path=None):
-        """Write one submission's files and its grade in the gradebook.
-
-        result may carry the submission's autograded notebook (``"autograded"``,
-        made where it was graded); folder and path: where the submission and
-        its notebook were found."""
-        autograded = result.pop("autograded", None)
-        result = {k: v for k, v in result.items() if k != "seconds"}  # times: grading.json
-        row = {"student_id": student, "assignment": aid, "score": result["score"],
-               "max_score": result["max_score"], "status": status, "seed": result.get("seed"),
-               "message": report.summary(status, result)}
-        if aid not in self.assignments:
-            self.loose.append(row)
-            return row
-        try:
-            report.write_submission(self.out, student, aid, result)
-            kept = {k: v for k, v in result.items() if k != "seconds"}  # timings: grading.json
-            (self.folder(student, aid) / RECORD).write_text(json.dumps(
-                {"row": row, "key": key_, "result": kept}, indent=1, sort_keys=True),
-                encoding="utf-8", errors="replace")
-        except Exception as exc:  # that student's files only
-            row["status"] = "grader-error"
-            row["message"] = f"Writing this submission's report failed: {type(exc).__name__}"
-        self.course.add(student, aid, status, result, autograded, folder, path)
-        return row
-
-    def records(self):
-        """Every record in OUT, sorted by student and assignment."""
-        found = []
-        for p in sorted(self.out.glob(f"*/*/{RECORD}")):
-            try:
-                found.append(json.loads(p.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                continue
-        return found
+    def add(self, graded, key_=""):
+        """Record one submission and render its views."""
+        sub = graded.submission
+        self.graded += 1
+        if sub.assignment not in self.views.assignments:
+            self.loose.append(model.Record(sub, graded.result, key_))
+            return
+        record = model.Record(sub, graded.result, key_)
+        path = record_path(self.out, sub.student, sub.assignment)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(model.dumps(record), encoding="utf-8", errors="replace")
+        self.views.keep_submitted(record)
+        self.views.submission(record)
 
     def finish(self, settings):
-        """Rebuild the class-wide files from every record; returns the rows."""
-        records = self.records()
+        """Render the class-wide views from every record; returns grades.csv's rows."""
         try:
-            manual = self.course.gradebook.manual_scores()
+            rows = self.views.class_files(read_records(self.out), self.loose)
         finally:
-            self.course.close()
-        rows = sorted([with_manual(r["row"], manual) for r in records] + self.loose,
-                      key=lambda r: (r["student_id"], r["assignment"]))
-        report.write_csv(self.out, rows)
-        write_wide_csv(self.out / WIDE_CSV, rows, self.assignments)
-        try:
-            classreport.write(self.out / classreport.NAME, records, self.assignments)
-        except Exception as exc:  # the grades are written; the report is extra
-            print(f"could not write the class report: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+            self.views.close()
+        kept = len(rows) - self.graded
+        settings = dict(settings, **{"kept from an earlier run": max(0, kept)})
         (self.out / "grading.json").write_text(json.dumps(settings, indent=2, default=str))
         return rows
-
-
-def with_manual(row, manual):
-    """The row with the gradebook's score where a grader changed it by hand."""
-    score = manual.get((row["student_id"], row["assignment"]))
-    if score is None or abs(score - row["score"]) < 1e-9:
-        return row
-    note = f"Includes manual grading in the gradebook (autograder: {row['score']:g})."
-    return dict(row, score=round(score, 4), message=" ".join(filter(None, [note, row["message"]])))
-
-
-def write_wide_csv(path, rows, assignments):
-    """A header (student_id, then the assignment ids) and one row per student
-    with the score of each assignment in its column, blank where nothing was
-    recorded; the maximum scores are in grades.csv."""
-    aids = sorted({r["assignment"] for r in rows} & set(assignments))
-    by = {}
-    for r in rows:
-        if r["assignment"] in aids:
-            by.setdefault(r["student_id"], {})[r["assignment"]] = r["score"]
-    with open(path, "w", newline="", encoding="utf-8", errors="replace") as f:
-        w = csv.writer(f)
-        w.writerow(["student_id"] + aids)
-        for student in sorted(by):
-            w.writerow([report._cell(student)] + [by[student].get(a, "") for a in aids])
