@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import yaml
 
-from autograder import course, notebooks
+from autograder import course, model, notebooks, store
 
 ROOT = course.ROOT
 CONTRACT = ROOT / "book" / "contract.md"
@@ -22,6 +22,39 @@ def release(aid):
 
 def filled(aid):
     return notebooks.fill_with_reference(release(aid), aid)
+
+
+def records(out):
+    """{(student, assignment): model.Record} of every record in OUT (the truth
+    every view is rendered from: OUT/records/<student>/<assignment>.json)."""
+    found = {}
+    for path in sorted(Path(out).glob(f"{store.RECORDS}/*/*.json")):
+        rec = model.loads(model.Record, path.read_text(encoding="utf-8"))
+        assert path == store.record_path(out, rec.submission.student, rec.submission.assignment)
+        found[(rec.submission.student, rec.submission.assignment)] = rec
+    return found
+
+
+def returned(out, student, aid):
+    """The folder handed back to a student for one assignment."""
+    return Path(out) / "return" / student / aid
+
+
+def secret_names(out):
+    """Names of the hidden checks in OUT's records that no visible check shares."""
+    hidden, visible = set(), set()
+    for rec in records(out).values():
+        for c in rec.result.checks:
+            (hidden if c.hidden else visible).add(c.name)
+    assert hidden
+    return hidden - visible
+
+
+def hidden_line(checks):
+    """What a learner may read of one test cell's hidden checks: a count."""
+    hidden = [c for c in checks if c.hidden]
+    return (f"Hidden checks on fresh random inputs: {sum(c.passed for c in hidden)} of "
+            f"{len(hidden)} passed.")
 
 
 def contract():

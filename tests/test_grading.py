@@ -1,14 +1,17 @@
 """The grader's promises, checked through its real code paths."""
 import csv
+import html
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder import course, demo, grade
-from tests.conftest import ROOT, filled, release
+from autograder.model import Status
+from tests.conftest import ROOT, filled, hidden_line, records, release, returned, secret_names
 
 
 @pytest.mark.parametrize("aid", course.assignments())
@@ -16,17 +19,18 @@ from tests.conftest import ROOT, filled, release
 def test_reference_gets_full_marks(aid, seed):
     a = course.load(aid)
     r = grade.grade_notebook(a, filled(aid), seed=seed)
-    lost = [(t["name"], t["output"]) for t in r["tests"] if t["score"] < t["max_score"]]
-    assert not lost and r["score"] == a.max_score + a.extra_credit, lost
-    assert not r["cell_errors"], r["cell_errors"]
+    lost = [(c.name, c.outcome.message) for c in r.checks if c.score < c.points or not c.passed]
+    assert not lost and r.score == a.max_score + a.extra_credit, lost
+    assert r.status is Status.GRADED and r.max_score == a.max_score
+    assert not r.cell_errors, r.cell_errors
 
 
 @pytest.mark.parametrize("aid", course.assignments())
 def test_untouched_stubs_get_nothing(aid):
     a = course.load(aid)
     r = grade.grade_notebook(a, release(aid))
-    assert r["score"] == 0.0
-    assert all("not implemented" in t["output"] or t["output"] for t in r["tests"])
+    assert r.score == 0.0 and r.checks
+    assert all(not c.passed and c.score == 0.0 and c.outcome.message for c in r.checks)
 
 
 @pytest.mark.parametrize("aid", [a for a in course.assignments() if demo.BUGS.get(a)])
@@ -35,9 +39,9 @@ def test_each_plausible_bug_loses_points_with_a_named_check(aid):
     for bug in demo.BUGS[aid]:
         nb = demo._introduce(filled(aid), [bug])
         r = grade.grade_notebook(a, nb)
-        failed = [t for t in r["tests"] if t["score"] < t["max_score"]]
-        assert r["score"] < a.max_score + a.extra_credit, bug
-        assert any(t["visibility"] == "visible" for t in failed), \
+        failed = [c for c in r.checks if c.score < c.points]
+        assert r.score < a.max_score + a.extra_credit, bug
+        assert any(not c.hidden and c.outcome.message for c in failed), \
             f"no visible check names the bug {bug}"
 
 
@@ -46,8 +50,9 @@ def test_check_names_start_with_a_graded_function(aid, curriculum_functions):
     a = course.load(aid)
     allowed = set(curriculum_functions[aid]) | set(a.functions)
     r = grade.grade_notebook(a, filled(aid))
-    for t in r["tests"]:
-        assert t["name"].split(":")[0] in allowed, t["name"]
+    assert r.checks
+    for c in r.checks:
+        assert c.name.split(":")[0] in allowed, c.name
 
 
 def test_grading_is_deterministic_for_a_seed():
@@ -56,7 +61,8 @@ def test_grading_is_deterministic_for_a_seed():
     nb = demo._introduce(filled(aid), demo.BUGS.get(aid, [])[:2])
     first = grade.grade_notebook(a, nb, seed=7)
     again = grade.grade_notebook(a, nb, seed=7)
-    assert [t["score"] for t in first["tests"]] == [t["score"] for t in again["tests"]]
+    assert [(c.name, c.score) for c in first.checks] == [(c.name, c.score) for c in again.checks]
+    assert first.score == again.score
 
 
 def test_submitted_test_cells_are_ignored():
@@ -67,7 +73,7 @@ def test_submitted_test_cells_are_ignored():
     for c in nb.cells:
         if c.metadata.get("nbgrader", {}).get("grade"):
             c.source = "pass"
-    assert grade.grade_notebook(a, nb)["score"] == 0.0
+    assert grade.grade_notebook(a, nb).score == 0.0
 
 
 def test_cli_grades_the_demo_class(graded_demo):
@@ -93,21 +99,63 @@ def test_cli_grades_the_demo_class(graded_demo):
 
 
 def test_results_json_is_gradescope_format_and_feedback_hides_hidden_tests(graded_demo):
+    """Every record has its student's folder: results.json in Gradescope's
+    format holding each visible check as recorded and, per test cell, one
+    entry with the count and points of its hidden checks; the hidden checks
+    themselves (names, messages) are only in the records."""
     _, out = graded_demo
-    for path in out.glob("*/*/results.json"):
-        r = json.loads(path.read_text())
+    recs = records(out)
+    rows = list(csv.DictReader(open(out / "grades.csv")))
+    assert set(recs) == {(r["student_id"], r["assignment"]) for r in rows}
+    secret = secret_names(out)
+    returned_files = sorted(p.relative_to(out / "return") for p in (out / "return").rglob("*")
+                            if p.is_file())
+    assert returned_files == sorted(Path(s) / aid / n for s, aid in recs
+                                    for n in ("feedback.html", "results.json", f"{aid}.ipynb"))
+    for (student, aid), rec in recs.items():
+        result = rec.result
+        folder = returned(out, student, aid)
+        r = json.loads((folder / "results.json").read_text())
         assert isinstance(r["score"], float) and isinstance(r["max_score"], float)
+        assert r["score"] == result.score and r["max_score"] == result.max_score
         assert isinstance(r["output"], str)
+        assert r["extra_data"]["seed"] == result.seed == 0
+        assert r["extra_data"]["status"] == result.status.value
+        assert isinstance(r["extra_data"]["sandbox"], dict)
+        want = []
+        for cell in dict.fromkeys(c.cell for c in result.checks):
+            checks = [c for c in result.checks if c.cell == cell]
+            want += [(c.name, c.score, c.points, c.outcome.message) for c in checks if not c.hidden]
+            hidden = [c for c in checks if c.hidden]
+            if hidden:
+                want.append((f"{cell}: hidden checks", sum(c.score for c in hidden),
+                             sum(c.points for c in hidden), hidden_line(checks)))
+        got = []
         for t in r["tests"]:
             assert set(t) == {"name", "score", "max_score", "output", "visibility"}
-            assert t["visibility"] in ("visible", "hidden")
+            assert t["visibility"] == "visible"
+            got.append((t["name"], t["score"], t["max_score"], t["output"]))
+        assert [g[0] for g in got] == [w[0] for w in want], (student, aid)
+        for g, w in zip(got, want):
+            assert g[1:3] == pytest.approx(w[1:3], abs=1e-6) and g[3] == w[3], (g, w)
         assert abs(sum(t["score"] for t in r["tests"]) - r["score"]) < 1e-3
-        feedback = (path.parent / "feedback.html").read_text()
-        for t in r["tests"]:
-            if t["visibility"] == "hidden":
-                assert t["name"] not in feedback
+        feedback = (folder / "feedback.html").read_text()
+        text = html.unescape(feedback)
+        plain = "\n".join([r["output"]] + [t["name"] + "\n" + t["output"] for t in r["tests"]])
+        for name in secret:
+            assert name not in text and name not in plain, (student, aid, name)
+        shown = {c.outcome.message for c in result.checks if not c.hidden}
+        for c in result.checks:
+            message = c.outcome.message
+            if c.hidden and len(message) > 20 and message not in shown:
+                assert message not in text and message not in plain, message
+        for cell in dict.fromkeys(c.cell for c in result.checks):
+            checks = [c for c in result.checks if c.cell == cell]
+            if any(c.hidden for c in checks):
+                assert hidden_line(checks) in text, (student, aid, cell)
         assert "grading_rng" not in feedback and "BEGIN HIDDEN" not in feedback
-    emil = json.loads(next(out.glob("emil/*/results.json")).read_text())
+    assert any(c.hidden for rec in recs.values() for c in rec.result.checks)
+    emil = json.loads((returned(out, "emil", "dcl_backprop") / "results.json").read_text())
     assert "was stopped" in emil["output"]
 
 
@@ -146,7 +194,7 @@ def test_old_nbformat_is_converted(tmp_path):
     nb, problem = grade.read_submission(p)
     assert problem is None
     r = grade.grade_notebook(course.load(aid), nb)
-    assert r["score"] > 0
+    assert r.score > 0
 
 
 def test_extra_credit_is_optional_and_kept_apart_in_the_gradebook(tmp_path):
@@ -167,11 +215,16 @@ def test_extra_credit_is_optional_and_kept_apart_in_the_gradebook(tmp_path):
             c.source = stubs[gid]
     without = grade.grade_notebook(a, skipped)
     with_extra = grade.grade_notebook(a, filled(aid))
-    assert without["score"] == a.max_score == without["max_score"]
-    assert with_extra["score"] == a.max_score + a.extra_credit
+    assert without.score == a.max_score == without.max_score and without.extra_credit == 0
+    assert with_extra.score == a.max_score + a.extra_credit
+    assert with_extra.extra_credit == a.extra_credit
     db = f"sqlite:///{tmp_path / 'gb.db'}"
-    nbgrader_course.record_in_gradebook(db, {aid: a},
-                                        [("s1", aid, without), ("s2", aid, with_extra)])
+    writer = nbgrader_course.GradebookWriter(db, {aid: a})
+    try:
+        writer.add("s1", aid, without)
+        writer.add("s2", aid, with_extra)
+    finally:
+        writer.close()
     with Gradebook(db) as gb:
         assert gb.find_assignment(aid).max_score == a.max_score
         assert gb.find_submission(aid, "s1").score == pytest.approx(a.max_score)
@@ -224,8 +277,8 @@ def test_regrading_some_students_keeps_everyone_elses_grades(tmp_path):
     """A folder with fewer students, then --only, into the same OUT: the
     regraded rows change, everyone else's stay, and grades.csv,
     grades-wide.csv and the gradebook agree after each run."""
-    from autograder import classroom
-    from autograder.sandbox import Limits
+    from autograder import classroom, store
+    from autograder.model import Limits
     a = course.load(AID0)
     full = a.max_score + a.extra_credit
     buggy = demo._introduce(filled(AID0), demo.BUGS[AID0][:1])
@@ -237,6 +290,11 @@ def test_regrading_some_students_keeps_everyone_elses_grades(tmp_path):
     assert float(before[("amy", AID0)]["score"]) == full
     assert 0 < float(before[("bob", AID0)]["score"]) < full
     assert float(before[("cy", AID0)]["score"]) == 0
+
+    def kept(student):  # the record, the truth of every view
+        return store.record_path(out, student, AID0).read_bytes()
+
+    amy, cy = kept("amy"), kept("cy")
     # Bob hands in a corrected notebook, alone in a folder of its own.
     late = _write_class(tmp_path / "late", {"bob": filled(AID0)})
     classroom.grade_class(late, out, jobs=2, limits=Limits(cell_timeout=10), progress=False)
@@ -244,6 +302,8 @@ def test_regrading_some_students_keeps_everyone_elses_grades(tmp_path):
     assert float(after[("bob", AID0)]["score"]) == full
     assert after[("amy", AID0)] == before[("amy", AID0)]
     assert after[("cy", AID0)] == before[("cy", AID0)]
+    assert kept("amy") == amy and kept("cy") == cy
+    bob = kept("bob")
     # Cy's notebook is replaced; so is Amy's, but only Cy is regraded.
     _write_class(first, {"cy": filled(AID0), "amy": release(AID0)})
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(first), "--out",
@@ -254,6 +314,8 @@ def test_regrading_some_students_keeps_everyone_elses_grades(tmp_path):
     assert float(last[("cy", AID0)]["score"]) == full
     assert last[("amy", AID0)] == before[("amy", AID0)]
     assert last[("bob", AID0)] == after[("bob", AID0)]
+    assert kept("amy") == amy and kept("bob") == bob and kept("cy") != cy
+    assert records(out)[("cy", AID0)].result.score == full
     assert json.loads((out / "grading.json").read_text())["graded"] == 1
 
 
