@@ -1,12 +1,13 @@
 # make book    build the site into _build/html (sets up .venv first)
 # make test    run every test (sets up .venv first)
+# make test-fast  the reference, the grader's core and its views (no book, browser or corpus)
 # make grade-demo / notebooks / demo-class: see the README
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: book test notebooks demo-class grade-demo clean
+.PHONY: book test test-fast notebooks demo-class grade-demo clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ book: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow and not learner_env"
 
 notebooks: $(VENV)/.installed
 	$(PY) -m autograder notebooks

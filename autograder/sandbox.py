@@ -36,16 +36,23 @@ from .model import Limits  # noqa: F401 - what a Sandbox takes
 from .processes import StudentClock, UidSlot, kill_tree, scratch_folder, spawn
 
 _HERE = Path(__file__).resolve().parent
-_WORKER_SOURCE = "\n".join((_HERE / name).read_text()
-                           for name in ("wire.py", "fence.py", "worker.py"))
-# The worker's code runs in a module of its own with a private copy of the
-# builtins; the student's cells get a fresh __main__ (see worker.serve).
+# The worker's modules, each loaded from its own file into a module of its own
+# with a private copy of the builtins, before the fence goes up (worker.py's
+# docstring); the student's cells get a fresh __main__ (see worker.serve).
 _BOOT = ("import builtins, json, sys, types\n"
          "sys.path.extend(json.loads(sys.argv[3]))\n"
-         "m = types.ModuleType('_grading_worker')\n"
-         "m.__dict__['__builtins__'] = dict(builtins.__dict__)\n"
-         f"exec(compile({_WORKER_SOURCE!r}, '<grading worker>', 'exec'), m.__dict__)\n"
-         "del builtins, json, types\n"
+         "def load(name, path, **given):\n"
+         "    m = types.ModuleType(name)\n"
+         "    m.__file__ = path\n"
+         "    m.__dict__['__builtins__'] = dict(builtins.__dict__)\n"
+         "    m.__dict__.update(given)\n"
+         "    with open(path, encoding='utf-8') as f:\n"
+         "        exec(compile(f.read(), path, 'exec'), m.__dict__)\n"
+         "    return m\n"
+         f"w = load('_grading_wire', {str(_HERE / 'wire.py')!r})\n"
+         f"f = load('_grading_fence', {str(_HERE / 'fence.py')!r})\n"
+         f"m = load('_grading_worker', {str(_HERE / 'worker.py')!r}, wire=w, fence=f)\n"
+         "del builtins, json, types, load, w, f\n"
          "m.main(sys.argv)\n")
 
 START_SECONDS = 60.0  # charged seconds a process may take to start and fence itself in

@@ -1,11 +1,13 @@
 """The process that runs one student's code.
 
-The grader starts it with ``python -I -S -c <bootstrap>``: isolated mode, no
-``site`` (so no ``.pth`` file, such as an editable install's path hook, can
-put the course's folders on ``sys.path``), and this file, ``fence.py`` and
-``wire.py`` executed in a private module whose builtins are a private copy,
-so nothing the student's cells define, delete or patch by name reaches the
-code that talks to the grader.  The student's cells run in a fresh
+The grader starts it with ``python -I -S -c <bootstrap>`` (``sandbox._BOOT``):
+isolated mode, no ``site`` (so no ``.pth`` file, such as an editable
+install's path hook, can put the course's folders on ``sys.path``).  The
+bootstrap loads ``wire.py``, ``fence.py`` and this file, each as a module of
+its own (from its file, before the fence goes up) whose builtins are a
+private copy, registered nowhere, so nothing the student's cells define,
+delete or patch by name reaches the code that talks to the grader; it
+hands this module the other two as ``wire`` and ``fence``.  The student's cells run in a fresh
 ``__main__``.
 
 Its settings arrive as the first message on the private pipe (never on the
@@ -32,6 +34,11 @@ import builtins
 import os
 import sys
 import traceback
+
+try:  # given by the bootstrap (sandbox._BOOT)
+    wire, fence  # noqa: B018
+except NameError:  # imported as part of the package (tools, tests)
+    from autograder import fence, wire
 
 _PID = os.getpid()
 _BUILTINS = dict(builtins.__dict__)  # as they were before any student code
@@ -116,6 +123,7 @@ def serve(rfd, wfd, info):
         scope = {"np": np, **env}
         return lambda: eval(code, scope)
 
+    send, recv, dumps = wire.send, wire.recv, wire.dumps
     send(wfd, dict(info, ok=True, seq=0, pid=_PID))
     while True:
         try:
@@ -130,7 +138,7 @@ def serve(rfd, wfd, info):
                 code = compile(without_magics(msg["source"]), msg["name"], "exec")
                 exec(code, user)
             elif msg["op"] == "call":
-                dec = Decoder(store=store, closure=closure)
+                dec = wire.Decoder(store=store, closure=closure)
                 args = dec(msg["args"])
                 kwargs = dec(msg["kwargs"])
                 fn = user.get(msg["name"])
@@ -139,15 +147,15 @@ def serve(rfd, wfd, info):
                 with catch_warnings(record=True) as caught:
                     always("always")
                     result = fn(*args, **kwargs)
-                enc = Encoder(store=store)
+                enc = wire.Encoder(store=store)
                 reply["result"] = enc(result)
                 # The arguments after the call (those the grader asks for),
                 # so it sees in-place changes.
                 back = msg.get("give_back")
                 if back is None:
-                    reply["args"] = Encoder(store=store)([args, kwargs])
+                    reply["args"] = wire.Encoder(store=store)([args, kwargs])
                 else:
-                    reply["args"] = Encoder(store=store)(
+                    reply["args"] = wire.Encoder(store=store)(
                         [[a if i in back[0] else None for i, a in enumerate(args)],
                          {k: v for k, v in kwargs.items() if k in back[1]}])
         except BaseException as exc:  # noqa: B036 - everything is reported back
@@ -189,16 +197,16 @@ def recorded(caught, limit=20):
 def main(argv):
     rfd, wfd = int(argv[1]), int(argv[2])
     try:
-        limits = recv(rfd)  # the settings come on the pipe, never on the command line
+        limits = wire.recv(rfd)  # the settings come on the pipe, never on the command line
         import numpy  # noqa: F401 - loaded before the fence goes up
         try:
             import pyseccomp  # noqa: F401 - it finds libseccomp through ldconfig
         except Exception:
             pass
-        info = confine(limits)
+        info = fence.confine(limits)
         os.chdir(limits["scratch"])
         seed_everything(limits["sandbox_seed"])
     except BaseException:  # noqa: B036 - no student code has run: the grader's problem
-        send(wfd, {"ok": False, "seq": 0, "setup_error": traceback.format_exc()[-3000:]})
+        wire.send(wfd, {"ok": False, "seq": 0, "setup_error": traceback.format_exc()[-3000:]})
         raise
     serve(rfd, wfd, info)

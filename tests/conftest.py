@@ -148,3 +148,22 @@ def site(tmp_path_factory):
         capture_output=True, text=True, cwd=ROOT, env=env)
     return Site(out / "_build" / "html", proc.returncode, proc.stdout + proc.stderr)
 
+
+
+# --- Test tiers: `make test-fast` deselects these (`-m "not slow"`); `make test` runs all
+
+SLOW = {
+    "test_book": "builds the whole book",
+    "test_site": "drives the built site in Chromium",
+    "test_learner_env": "makes a fresh virtual environment",
+    "test_hostile": "grades the hostile corpus in fenced sandboxes",
+    "test_cluster": "starts Dask clusters",
+    "test_parity": "runs every notebook through a Jupyter kernel",
+    "test_nbgrader_course": "runs nbgrader's tools and a Jupyter server",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW:
+            item.add_marker(pytest.mark.slow)
