@@ -25,8 +25,10 @@ name, any sub-folder: upload forms and zips rename things), the one whose
 cells (nbgrader ``grade_id``s survive a renamed file) the assignment shares
 most.  An upload whose answer and test cells are those of another of the
 course's assignments scores 0, and the output says which assignment it is
-and what to upload instead.  Hidden tests are reported with visibility
-``hidden``; the grader's own output has ``stdout_visibility: hidden``.
+and what to upload instead.  The results are ``report.gradescope_results``,
+the same view as the student's ``results.json`` of a class: every visible
+check, and per test cell one entry for its hidden checks ("k of n passed");
+the grader's own output has ``stdout_visibility: hidden``.
 
 Its paths can be moved with environment variables (``AUTOGRADER_ROOT``
 instead of /autograder, ``AUTOGRADER_SOURCE`` for the unpacked zip,
