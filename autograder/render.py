@@ -77,6 +77,20 @@ class Views:
             print(f"could not write the feedback of {sub.student}/{sub.assignment}: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
+    def refresh(self, records):
+        """Render again the views of the records this run did not grade whose
+        gradebook entries a grader changed by hand, so that every view shows
+        the gradebook's score (``grade --resume`` after manual grading)."""
+        for r in records:
+            k = (r.submission.student, r.submission.assignment)
+            if k in self.manual or r.submission.assignment not in self.assignments:
+                continue
+            manual = self.course.gradebook.manual(*k)
+            if manual == NO_MANUAL:
+                self.manual[k] = manual
+            else:
+                self.submission(r)
+
     def class_files(self, records, loose=()):
         """grades.csv, grades-wide.csv and the class report from ``records``
         (and ``loose``: records of no assignment, shown as rows only);

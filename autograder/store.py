@@ -114,7 +114,9 @@ class Store:
     def finish(self, settings):
         """Render the class-wide views from every record; returns grades.csv's rows."""
         try:
-            rows = self.views.class_files(read_records(self.out), self.loose)
+            records = read_records(self.out)
+            self.views.refresh(records)
+            rows = self.views.class_files(records, self.loose)
         finally:
             self.views.close()
         kept = len(rows) - self.graded
