@@ -46,7 +46,6 @@ import uuid
 from collections import deque
 
 from . import course, jobs, model
-from .gradescope import FOLDERS
 from .processes import SCRATCH_ENV, ScratchRoot, become_subreaper, reap_orphans
 
 LOCAL = "local:"
@@ -73,18 +72,7 @@ def _distributed():
     return distributed
 
 
-def course_hash(root=None):
-    """sha256 of every file (path and bytes) the grader reads: autograder/,
-    solutions/, source/ and exercises/ (caches and hidden files left out)."""
-    root = root or course.ROOT
-    h = hashlib.sha256()
-    for folder in FOLDERS:
-        for p in sorted((root / folder).rglob("*")):
-            rel = p.relative_to(root)
-            if p.is_file() and not any(part == "__pycache__" or part.startswith(".")
-                                       for part in rel.parts):
-                h.update(rel.as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+course_hash = course.files_hash  # what every worker must have the same of
 
 
 @functools.lru_cache(maxsize=None)

@@ -63,6 +63,25 @@ CHECKS = Path(__file__).resolve().parent / "checks.py"
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
+FOLDERS = ("autograder", "solutions", "source", "exercises")  # what grading reads
+
+
+def files_hash(root=None):
+    """sha256 of every file (path and bytes) grading reads: autograder/,
+    solutions/, source/ and exercises/ (caches and hidden files left out).
+    A grading cluster's workers must agree on it; a record is kept by
+    ``--resume`` only while it is the same."""
+    root = Path(root or ROOT)
+    h = hashlib.sha256()
+    for folder in FOLDERS:
+        for p in sorted((root / folder).rglob("*")):
+            rel = p.relative_to(root)
+            if p.is_file() and not any(part == "__pycache__" or part.startswith(".")
+                                       for part in rel.parts):
+                h.update(rel.as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def assignments():
     """Assignment ids, in the order of the source folders."""
     return sorted(p.name for p in SOURCE.iterdir() if (p / f"{p.name}.md").is_file())

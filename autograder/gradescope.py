@@ -45,6 +45,8 @@ import traceback
 import zipfile
 from pathlib import Path
 
+from . import course
+
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, in its Ubuntu image, from /autograder/source.
 set -euo pipefail
@@ -76,7 +78,7 @@ exec "$PYTHON" -m autograder.gradescope run \\
 """
 
 FILES = ["requirements-grading.txt", "constraints.txt"]
-FOLDERS = ["autograder", "solutions", "source", "exercises"]  # exercises: the expected values
+FOLDERS = course.FOLDERS  # exercises/: the expected values
 
 
 def build(out, assignment, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):

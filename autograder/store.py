@@ -33,12 +33,11 @@ from pathlib import Path
 from . import course, model, render
 
 RECORDS = "records"
-_HERE = Path(__file__).resolve().parent
 
 
 def key(path, aid, seed, limits):
     """What a grade depends on: the notebook's bytes, the seed, the limits,
-    the assignment's sources and the grader's code."""
+    the assignment's sources, and the grader's and the course's files."""
     h = hashlib.sha256()
     try:
         h.update(Path(path).read_bytes() if path is not None else b"<missing>")
@@ -54,12 +53,8 @@ def key(path, aid, seed, limits):
 
 @functools.lru_cache(maxsize=None)
 def _grader_digest():
-    """The grader's own code, hashed once per run rather than per submission."""
-    h = hashlib.sha256()
-    for p in sorted(_HERE.rglob("*")):
-        if p.is_file() and p.suffix in (".py", ".j2") and "__pycache__" not in p.parts:
-            h.update(p.relative_to(_HERE).as_posix().encode() + b"\0" + p.read_bytes())
-    return h.digest()
+    """The grader's code and the course's files, hashed once per run."""
+    return course.files_hash().encode()
 
 
 def record_path(out, student, aid):
