@@ -22,8 +22,8 @@ import zipfile
 import nbformat
 import pytest
 
-from autograder import course, demo, nbgrader_course
-from tests.conftest import ROOT, filled, release
+from autograder import course, demo, model, nbgrader_course
+from tests.conftest import ROOT, filled, hidden_line, records, release, secret_names
 
 STUDENTS = ["ada", "brook", "cato", "dara", "emil"]
 
@@ -45,16 +45,6 @@ def exported(course_root, tmp_path, name):
     nbgrader("export", f"--to={target}", cwd=course_root)
     return {(r["student_id"], r["assignment"]): float(r["score"])
             for r in csv.DictReader(open(target, encoding="utf-8"))}
-
-
-def hidden_names(out):
-    """Names of hidden checks that no visible check shares, from results.json."""
-    hidden, visible = set(), set()
-    for path in out.glob("*/*/results.json"):
-        for t in json.loads(path.read_text())["tests"]:
-            (hidden if t["visibility"] == "hidden" else visible).add(t["name"])
-    assert hidden
-    return hidden - visible
 
 
 class Formgrader:
@@ -118,7 +108,7 @@ def test_an_instructor_takes_our_grades_into_the_formgrader(demo_course, tmp_pat
     out = demo_course
     ours = grades(out)
     aid = course.assignments()[0]
-    secret = hidden_names(out)
+    secret = secret_names(out)
     fg = Formgrader(out, tmp_path)
     try:
         listed = fg.api("/formgrader/api/assignments")
@@ -208,7 +198,8 @@ def test_autograded_notebooks_show_the_checks_and_keep_nbgrader_metadata(graded_
     no hidden check is named.  The course's source notebook has the hidden
     tests (instructors only); the release notebook has none."""
     _, out = graded_demo
-    secret = hidden_names(out)
+    secret = secret_names(out)
+    recs = records(out)
     for aid in course.assignments():
         rel = release(aid)
         rel_meta = {course.grade_id(c): c.metadata["nbgrader"] for c in rel.cells
@@ -216,24 +207,26 @@ def test_autograded_notebooks_show_the_checks_and_keep_nbgrader_metadata(graded_
         reference = {course.grade_id(c): c.source for c in filled(aid).cells}
         for student in STUDENTS:
             path = out / "autograded" / student / aid / f"{aid}.ipynb"
+            # the student's copy is the same notebook
+            assert (out / "return" / student / aid / f"{aid}.ipynb").read_bytes() == \
+                path.read_bytes()
             nb = nbformat.read(path, as_version=4)
             nbformat.validate(nb)
             by_id = {course.grade_id(c): c for c in nb.cells if course.grade_id(c)}
             assert set(by_id) == set(rel_meta), (student, aid)
             for gid, cell in by_id.items():
                 assert cell.metadata["nbgrader"] == rel_meta[gid]
-            results = json.loads((out / student / aid / "record.json").read_text())["result"]
+            result = recs[(student, aid)].result
             for c in course.load(aid).tests:
                 text = "".join(o.get("text", "") for o in by_id[c.grade_id].outputs)
-                tests = [t for t in results["tests"] if t["cell"] == c.grade_id]
-                for t in tests:
-                    if t["visibility"] == "visible":
-                        mark = "✓" if t["score"] >= t["max_score"] else "✗"
-                        assert f"{mark} {t['name']}" in text, (student, t["name"])
-                hidden = [t for t in tests if t["visibility"] == "hidden"]
-                if hidden:
-                    passed = sum(t["score"] >= t["max_score"] for t in hidden)
-                    assert f"{passed} of {len(hidden)} passed" in text
+                checks = [t for t in result.checks if t.cell == c.grade_id]
+                assert checks or result.status is not model.Status.GRADED, (student, c.grade_id)
+                for t in checks:
+                    if not t.hidden:
+                        mark = "✓" if t.passed else "✗"
+                        assert f"{mark} {t.name}" in text, (student, t.name)
+                if any(t.hidden for t in checks):
+                    assert hidden_line(checks) in text, (student, c.grade_id)
             for c in course.load(aid).cells:
                 if c.kind == "answer" and student == "ada":
                     assert by_id[c.grade_id].source == reference[c.grade_id]
@@ -267,15 +260,22 @@ def test_learner_markup_never_reaches_the_formgrader_as_html(tmp_path):
         "text/html": "<script>alert(2)</script>", "application/javascript": "alert(3)",
         "image/svg+xml": "<svg onload='alert(4)'/>", "text/plain": "shown", "image/png": "iVBO"})]
     nb.cells.insert(4, code)
-    result = {"score": 1.0, "max_score": a.max_score, "tests": [], "cell_errors": [],
-              "notes": ["<img src=x onerror=alert(5)>"], "events": []}
-    text = json.dumps(nbgrader_course.autograded_notebook(a, nb, result))
-    for active in ("<script", "<img", "<svg", "text/html", "javascript", "svg+xml"):
-        assert active not in text, active
-    assert "&lt;script&gt;alert(1)" in text and "&lt;img src=x" in text
-    assert '"text/plain": "shown"' in text and '"image/png": "iVBO"' in text
-    ours = [c.source for c in release(aid).cells if c.cell_type == "markdown"]
+    result = model.Result(status=model.Status.GRADED, score=1.0, max_score=a.max_score,
+                          notes=("<img src=x onerror=alert(5)>",))
     kept = nbgrader_course.autograded_notebook(a, nb, result)
+    text = json.dumps(kept)
+    for active in ("<svg", "text/html", "javascript", "svg+xml"):  # outputs: dropped
+        assert active not in text, active
+    assert '"text/plain": "shown"' in text and '"image/png": "iVBO"' in text
+    # Markdown as nbconvert renders it for the formgrader and nbgrader's
+    # feedback: the learner's markup and the notes show as text, never as HTML.
+    from nbconvert.filters import markdown2html
+    shown = "\n".join(markdown2html(c.source) for c in kept.cells if c.cell_type == "markdown")
+    for active in ("<script", "<img", "<svg"):
+        assert active not in shown, active
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; *mine*" in shown
+    assert "&lt;img src=x onerror=alert(5)&gt;" in shown
+    ours = [c.source for c in release(aid).cells if c.cell_type == "markdown"]
     assert [c.source for c in kept.cells if c.cell_type == "markdown" and c.source in ours] \
         == ours  # the course's own markdown stays as it is
 
@@ -350,17 +350,19 @@ def test_class_report_on_the_demo_class(graded_demo):
     assert not re.search(r"<script|<link|<img|src=|@import|url\((?!#)", page)  # url(#id): in-page
     assert not re.search(r"https?://(?!www\.w3\.org/)", page)  # SVG namespaces only
     for aid in course.assignments():
-        assert f"<h2 id='{aid}'>{aid}</h2>" in page
+        assert f'<h2 id="{aid}">{aid}</h2>' in page
     svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
     assert len(svgs) == 2 * len(course.assignments())
     assert all('role="img" aria-label=' in s for s in svgs)
-    secret = hidden_names(out)
+    secret = secret_names(out)
     assert not [name for name in secret if name in text]
-    messages = {"hidden": set(), "visible": set()}
-    for p in out.glob("*/*/results.json"):
-        for t in json.loads(p.read_text())["tests"]:
-            messages[t["visibility"]].add(t["output"])
-    secret_messages = messages["hidden"] - messages["visible"]
+    recs = records(out)
+    messages = {True: set(), False: set()}
+    for rec in recs.values():
+        for c in rec.result.checks:
+            messages[c.hidden].add(c.outcome.message)
+    secret_messages = messages[True] - messages[False]
+    assert [m for m in secret_messages if len(m) > 20]
     assert not [m for m in secret_messages if len(m) > 20 and m in text]
     assert "grading_rng" not in text and "BEGIN HIDDEN" not in text
     for aid in course.assignments():
@@ -368,39 +370,65 @@ def test_class_report_on_the_demo_class(graded_demo):
             for line in course.test_source(c).splitlines():
                 if len(line.strip()) > 25 and not line.strip().startswith("#"):
                     assert line.strip() not in text, line
-    # Pass rates: worked out from results.json, the hidden ones per test cell.
-    records = [(p, json.loads(p.read_text())) for p in sorted(out.glob("*/*/record.json"))]
-    graded = [(p, rec["result"]) for p, rec in records if rec["row"]["status"] == "graded"]
+    # Pass rates: worked out from the records, the hidden ones per test cell.
+    graded = {k: rec.result for k, rec in recs.items() if rec.result.status is model.Status.GRADED}
+    assert {s for s, _ in graded} == {"ada", "brook", "cato", "emil"}  # dara's is unreadable
     for aid in course.assignments():
         for c in course.load(aid).tests:
-            hidden = [t for p, r in graded if p.parent.name == aid for t in r["tests"]
-                      if t["cell"] == c.grade_id and t["visibility"] == "hidden"]
+            hidden = [t for (_, a), r in graded.items() if a == aid for t in r.checks
+                      if t.cell == c.grade_id and t.hidden]
             if hidden:
-                rate = 100 * sum(t["score"] >= t["max_score"] for t in hidden) / len(hidden)
+                rate = 100 * sum(t.passed for t in hidden) / len(hidden)
                 assert f"hidden checks of {c.grade_id}: {rate:.0f}% passed" in text
     visible = {}
-    for p, r in graded:
-        if p.parent.name == "dcl_backprop":
-            for t in r["tests"]:
-                if t["visibility"] == "visible":
-                    visible.setdefault(t["name"], []).append(t["score"] >= t["max_score"])
-    for name, passed in visible.items():
-        row = re.search(re.escape(html.escape(name)) + r"</td><td>(.*?)</td>", page)
+    for (_, aid), r in graded.items():
+        if aid == "dcl_backprop":
+            for t in r.checks:
+                if not t.hidden:
+                    visible.setdefault((t.cell, t.name), []).append(t.passed)
+    assert visible
+    for (cell, name), passed in visible.items():
+        row = re.search(f"<td>{re.escape(cell)}</td><td>{re.escape(name)}</td><td>(.*?)</td>",
+                        text)
         assert row, name
         assert f"({sum(passed)} of {len(passed)})" in row.group(1), name
-    # The diagnoses of brook's dcl_backprop bugs, each hitting one student.
-    for cause in ("dW is wrong: it is divided by the batch size",
-                  "softmax(logits) is wrong: normalised over the wrong axis",
-                  "relu_grad(z) is wrong: relu_grad(0) should be 0, not 1."):
-        row = re.search(r"<tr><td class='num'>(\d+)</td><td>[^<]*</td><td>"
-                        + re.escape(html.escape(cause)), page)
+    # The diagnoses of brook's dcl_backprop bugs (the course's words for them),
+    # each hitting one student, under the function that has it.
+    for function, cause in (("dense_backward", "it is divided by the batch size"),
+                            ("softmax", "normalised over the wrong axis"),
+                            ("relu_grad", "relu_grad(0) should be 0, not 1")):
+        row = re.search(r'<tr><td class="num">(\d+)</td><td>' + re.escape(function)
+                        + "</td><td>" + re.escape(cause), text)
         assert row and row.group(1) == "1", cause
-    assert "not implemented yet" not in text  # cato's stubs name no cause
+    assert "not implemented yet" not in text  # cato's stubs name no cause ...
+    assert "not attempted" in text  # ... they are counted as not attempted
     assert "fix dense_backward first" not in text
     # Numbers that differ between students become "…"; shared ones stay.
     parts, numbers = classreport._pattern("it is 2.585 times too large (a factor of N = 4)")
     assert classreport._show(parts, [numbers, classreport._pattern(
         "it is 3 times too large (a factor of N = 4)")[1]]) == \
         "it is … times too large (a factor of N = 4)"
-    assert classreport.cause_of("your code raised ValueError:\nboom") is None
-    assert classreport.cause_of("dx is wrong: the largest difference is 0.3") is None
+    # Only a mistake the course named is a cause: an exception or a bare
+    # difference is listed by its kind, and a student's exception class by no name.
+    def check(outcome):
+        return model.Check("dense_backward: dx", "test_dense", False, 1.0, 0.0, outcome)
+    raised = model.Outcome(model.Kind.RAISED, "your code raised ValueError:\nboom",
+                           exception="ValueError")
+    own = model.Outcome(model.Kind.RAISED, "your code raised an exception of its own class "
+                        "'Sneaky': boom", exception=model.exception_label("Sneaky"))
+    wrong = model.Outcome(model.Kind.WRONG, "dx is wrong: the largest difference is 0.3",
+                          model.Diagnosis.DIFFERENCE)
+    named = model.Outcome(model.Kind.WRONG, "dx is wrong: it is transposed twice.",
+                          model.Diagnosis.NAMED, "it is transposed twice")
+    assert classreport.problem_of(check(raised)) == ("raised", "ValueError")
+    assert classreport.problem_of(check(own)) == ("raised", "another exception")
+    assert classreport.problem_of(check(wrong))[1] != "" and "0.3" not in \
+        classreport.problem_of(check(wrong))[1]
+    made = [model.Record(model.Submission(f"s{i}", "dcl_backprop"), model.Result(
+        model.Status.GRADED, 0.0, 10.0, checks=(check(o),))) for i, o in
+        enumerate((raised, own, wrong, named))]
+    summary = classreport.summarise(made, "dcl_backprop", 10.0)
+    assert [(c.function, c.text, c.students) for c in summary.causes] == \
+        [("dense_backward", "it is transposed twice", 1)]
+    assert len(summary.problems) == 4
+    assert not [p for p in summary.problems if "Sneaky" in p.text or "boom" in p.text]
