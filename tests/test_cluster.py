@@ -16,9 +16,10 @@ import distributed  # noqa: F401  (the course's tests need it; grading does not)
 import nbformat
 import pytest
 
-from autograder import classroom, cluster, course, demo
-from autograder.sandbox import Limits
-from tests.conftest import ROOT, filled, release
+from autograder import classroom, cluster, course, demo, jobs, model
+from autograder.cluster import DaskCluster
+from autograder.model import Limits
+from tests.conftest import ROOT, filled, records, release, returned
 from tests.test_hostile import AID, fence, hanging_grade_one, run_cli
 
 TIMEOUT = 20  # --timeout per cell: far above what these notebooks take
@@ -30,16 +31,17 @@ def dying_grade_one(job):
     """Grades like the grader, except: the worker that grades 'crasher' dies
     at once, every time; the first worker that grades 'victim' is killed
     (SIGKILL, as the OOM killer would) in the middle of it."""
-    if job[0] == "crasher":
+    student = job.submission.student
+    if student == "crasher":
         os._exit(9)
-    if job[0] == "victim":
+    if student == "victim":
         mark = Path(os.environ["AUTOGRADER_TEST_KILLED"])
         if not mark.exists():
             mark.write_text(str(os.getpid()))
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGKILL)).start()
-            classroom._grade_one(job)
+            jobs.grade_job(job)
             time.sleep(600)  # the kill comes first, with a sandbox likely alive
-    return classroom._grade_one(job)
+    return jobs.grade_job(job)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +63,17 @@ def graded(tmp_path_factory):
 
 
 def outputs(out):
-    """{relative path: bytes} of the files that must not depend on where grading ran."""
+    """{relative path: bytes} of the files that must not depend on where grading ran:
+    the class's spreadsheets, the records, and every file of the students' folders."""
     files = [out / name for name in COMPARED]
-    files += sorted(out.glob("*/*/results.json")) + sorted(out.glob("*/*/feedback.html"))
+    files += sorted(out.glob("records/*/*.json")) + sorted(out.glob("return/*/*/*"))
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+def student_of(path):
+    """The student a path of ``outputs`` belongs to (None: the class's files)."""
+    parts = Path(path).parts
+    return parts[1] if parts[0] in ("records", "return") else None
 
 
 def gradebook(out):
@@ -85,18 +94,18 @@ def gradebook(out):
 
 
 def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
-    sub, jobs, base = graded
+    sub, pooled, base = graded
     out = base / "cluster"
     proc = run_cli(ROOT, "grade", sub, "--out", out, "--cluster", "local:2",
                    "--timeout", TIMEOUT, "--quiet")
     assert proc.returncode == 0, proc.stderr
-    want, got = outputs(jobs), outputs(out)
-    assert len(want) == 2 + 2 * len(STUDENTS)
+    want, got = outputs(pooled), outputs(out)
+    assert len(want) == 2 + 4 * len(STUDENTS)  # a record and three returned files each
     assert got.keys() == want.keys()
     assert [p for p in want if got[p] != want[p]] == []
     book = gradebook(out)
     assert len(book) == len(STUDENTS)  # dara's unreadable file too: zeros
-    assert book == gradebook(jobs)
+    assert book == gradebook(pooled)
     settings = json.loads((out / "grading.json").read_text())
     assert settings["graded"] == len(STUDENTS)
     assert settings["cluster"]["allowed_failures"] == cluster.ALLOWED_FAILURES
@@ -106,7 +115,8 @@ def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
     assert set(where.values()) <= set(settings["cluster"]["workers"])
     here = fence()
     for s in set(STUDENTS) - {"dara"}:  # the fence on the worker: as strong as here
-        sandbox = json.loads((out / s / AID / "results.json").read_text())["extra_data"]["sandbox"]
+        sandbox = json.loads((returned(out, s, AID) / "results.json").read_text())[
+            "extra_data"]["sandbox"]
         assert sandbox["isolation"] == here["isolation"]
         assert sandbox["landlock_abi"] == here["landlock"]
         assert sandbox["private_tmpfs"] == here["tmpfs"] and sandbox["seccomp"] == here["seccomp"]
@@ -122,23 +132,27 @@ def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
 
 def test_a_killed_worker_costs_a_retry_and_a_worker_killer_its_own_row(graded, tmp_path,
                                                                          monkeypatch):
-    sub, jobs, _ = graded
+    sub, graded_by_pool, _ = graded
     monkeypatch.setenv("AUTOGRADER_TEST_KILLED", str(tmp_path / "killed"))
     out = tmp_path / "out"
-    rows = classroom.grade_class(sub, out, limits=Limits(cell_timeout=TIMEOUT), progress=False,
-                                 grade_one=dying_grade_one, cluster="local:2")
+    limits = Limits(cell_timeout=TIMEOUT)
+    rows = classroom.grade_class(sub, out, limits=limits, progress=False,
+                                 executor=DaskCluster("local:2", limit=jobs.wall_limit(limits),
+                                                      grade=dying_grade_one))
     assert (tmp_path / "killed").exists()  # the victim's first worker was killed mid-task
-    by = {r["student_id"]: r for r in rows}
+    by = {r.student_id: r for r in rows}
     assert set(by) == set(STUDENTS)
-    assert by["crasher"]["status"] == "crashed" and by["crasher"]["score"] == 0.0
-    assert "stopped the grader's own process" in by["crasher"]["message"]
-    assert (out / "crasher" / AID / "feedback.html").exists()
-    want, got = outputs(jobs), outputs(out)
-    others = [p for p in want if not p.startswith("crasher/") and "grades" not in p]
-    assert len(others) == 2 * (len(STUDENTS) - 1)
-    assert [p for p in others if got[p] != want[p]] == []
-    assert by["victim"]["status"] == "graded"
-    assert by["victim"]["score"] == course.load(AID).max_score
+    assert by["crasher"].status == "crashed" and by["crasher"].score == 0.0
+    assert "stopped the grader's own process" in by["crasher"].message
+    assert (returned(out, "crasher", AID) / "feedback.html").exists()
+    crashed = records(out)[("crasher", AID)].result
+    assert crashed.status is model.Status.CRASHED and crashed.notes[-1] == jobs.STOPPED_THE_GRADER
+    want, got = outputs(graded_by_pool), outputs(out)
+    others = [p for p in want if student_of(p) not in (None, "crasher")]
+    assert len(others) == 4 * (len(STUDENTS) - 1)
+    assert [p for p in others if got.get(p) != want[p]] == []
+    assert by["victim"].status == "graded"
+    assert by["victim"].score == course.load(AID).max_score
 
 
 def test_a_grading_that_never_ends_on_a_cluster_is_abandoned(tmp_path):
@@ -147,16 +161,18 @@ def test_a_grading_that_never_ends_on_a_cluster_is_abandoned(tmp_path):
     for n in names:
         (sub / n / AID).mkdir(parents=True)
         nbformat.write(filled(AID), sub / n / AID / f"{AID}.ipynb")
-    work = [(n, AID, sub / n / AID / f"{AID}.ipynb", None, Limits(cell_timeout=TIMEOUT), 0)
-            for n in names]
+    work = [model.Job(model.Submission(n, AID, str(sub / n / AID / f"{AID}.ipynb")),
+                      Limits(cell_timeout=TIMEOUT), 0) for n in names]
     arrived = []
-    results = cluster.run_cluster(work, "local:2", hanging_grade_one, limit=20.0,
-                                  on_result=lambda i, r: arrived.append(i))
+    results = DaskCluster("local:2", limit=20.0, grade=hanging_grade_one).run(
+        work, on_result=lambda i, g: arrived.append(i))
     assert sorted(arrived) == [0, 1, 2]
-    by = {r[0]: r for r in results}
-    assert by["hanger"][2] == "crashed"
-    assert "did not finish" in by["hanger"][3]["notes"][-1]
-    assert by["amy"][2] == by["zoe"][2] == "graded"
+    assert [g.submission.student for g in results] == names
+    by = {g.submission.student: g.result for g in results}
+    assert by["hanger"].status is model.Status.CRASHED
+    assert by["hanger"].notes[-1] == jobs.did_not_finish(20.0)
+    assert by["amy"].status is by["zoe"].status is model.Status.GRADED
+    assert by["amy"].score == course.load(AID).max_score
 
 
 def test_workers_with_other_course_files_are_refused(graded, tmp_path, monkeypatch):
@@ -166,10 +182,15 @@ def test_workers_with_other_course_files_are_refused(graded, tmp_path, monkeypat
         with pytest.raises(cluster.CourseMismatch, match="1 of 1 workers"):
             cluster.check_workers(client, "0" * 64)
         assert cluster.check_workers(client, cluster.course_hash())  # the same checkout
-        job = ("ada", AID, (b"{}", None), None, Limits(cell_timeout=TIMEOUT), 0)
+        job = model.dumps(model.Job(model.Submission("ada", AID), Limits(cell_timeout=TIMEOUT),
+                                    0, notebook=b"{}"))
         reply = json.loads(client.submit(cluster.grade_task, job, "0" * 64,
-                                         classroom._grade_one).result())
-        assert reply["refused"] == cluster.course_hash() and "result" not in reply
+                                         jobs.grade_job).result())
+        assert reply["refused"] == cluster.course_hash() and "graded" not in reply
+        reply = json.loads(client.submit(cluster.grade_task, job, cluster.course_hash(),
+                                         jobs.grade_job, pure=False).result())
+        assert model.loads(model.Graded, reply["graded"]).result.status is \
+            model.Status.UNREADABLE  # the same job, on a worker of the same course: graded
     finally:
         client.close()
         local.close()
@@ -180,8 +201,8 @@ def test_workers_with_other_course_files_are_refused(graded, tmp_path, monkeypat
     out = tmp_path / "out"
     with pytest.raises(cluster.CourseMismatch, match="other course files"):
         classroom.grade_class(sub, out, limits=Limits(cell_timeout=TIMEOUT), progress=False,
-                              cluster="local:1", only=["ada", "brook"])
-    assert not list(out.glob("*/*/results.json"))
+                              executor=DaskCluster("local:1"), only=["ada", "brook"])
+    assert not list(out.glob("records/*/*.json")) and not list(out.glob("return/*/*/*"))
     assert (out / "grades.csv").read_text().count("\n") == 1  # the header alone
 
 
@@ -218,7 +239,7 @@ def test_grading_on_one_machine_needs_no_dask(tmp_path):
     proc = subprocess.run(base + ["--out", str(tmp_path / "a"), "--jobs", "1"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "a" / "cato" / AID / "results.json").exists()
+    assert (returned(tmp_path / "a", "cato", AID) / "results.json").exists()
     proc = subprocess.run(base + ["--out", str(tmp_path / "b"), "--cluster", "local:2"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 2

@@ -24,9 +24,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import checks, classroom, course, grade, report
+from autograder import checks, classroom, course, grade, jobs, model, report, store
+from autograder.pool import LocalPool
 from autograder.sandbox import Limits, Sandbox, StudentCrash, StudentError
-from tests.conftest import ROOT, filled, release
+from tests.conftest import ROOT, filled, records, release, returned, secret_names
 from tests.hostile import AID, CASES, Context
 
 CORPUS_TIMEOUT = 3  # --timeout of the corpus run: runaway cells cost this much
@@ -107,6 +108,7 @@ def corpus(tmp_path_factory):
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv", encoding="utf-8"))} \
         if (out / "grades.csv").exists() else {}
     return {"proc": proc, "out": out, "root": root, "rows": rows, "tmp": tmp,
+            "records": records(out) if (out / store.RECORDS).is_dir() else {},
             "before": before, "after": tree_digest(root),
             "shm_before": shm_before, "shm_after": sysv_objects()}
 
@@ -127,6 +129,7 @@ def test_the_grader_survives_the_corpus(corpus):
     proc = corpus["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(corpus["rows"]) == {row_id(c) for c in CASES}
+    assert set(corpus["records"]) == {(row_id(c), AID) for c in CASES}
 
 
 def test_nothing_is_left_behind(corpus):
@@ -143,7 +146,10 @@ def test_each_case_is_scored_and_explained(corpus, case):
     assert float(row["max_score"]) == max_score  # nothing in a notebook changes the maximum
     lo, hi = case.score
     assert lo * max_score - 1e-6 <= float(row["score"]) <= hi * max_score + 1e-6, row
-    folder = corpus["out"] / row_id(case) / AID
+    rec = corpus["records"][(row_id(case), AID)]  # the truth the views were made from
+    assert rec.result.status.value == row["status"]
+    assert rec.result.score == pytest.approx(float(row["score"]), abs=1e-3)
+    folder = returned(corpus["out"], row_id(case), AID)
     for name in ("feedback.html", "results.json"):  # what a student wrote cannot make them large
         assert (folder / name).stat().st_size < 2**20, name
     feedback = html.unescape((folder / "feedback.html").read_text()).lower()
@@ -161,7 +167,7 @@ def test_honest_students_are_unaffected(corpus):
     alone = report.gradescope_results(grade.grade_notebook(
         course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=CORPUS_SEED))
     for name in ("honest", "zz_honest"):
-        got = json.loads((corpus["out"] / name / AID / "results.json").read_text())
+        got = json.loads((returned(corpus["out"], name, AID) / "results.json").read_text())
         assert got == json.loads(json.dumps(alone)), name
         assert float(corpus["rows"][name]["score"]) == course.load(AID).max_score
 
@@ -187,7 +193,7 @@ def test_gradebook_holds_exactly_the_grades(corpus):
 def test_the_grading_seed_never_reaches_a_learner(corpus):
     """Nothing a sandbox can read holds the grading seed (the show_settings case
     put its command line and environment into its feedback)."""
-    shown = (corpus["out"] / "show_settings" / AID / "feedback.html").read_text()
+    shown = (returned(corpus["out"], "show_settings", AID) / "feedback.html").read_text()
     assert "PYTHONHASHSEED" in html.unescape(shown)  # the case did show what it could read
     for path in learner_files(corpus["out"]):
         text = path.read_text(encoding="utf-8")
@@ -207,29 +213,45 @@ def notebook_text(path):
 
 
 def learner_files(out):
-    """What learners may read, or their instructor show them: results, feedback
-    and autograded notebooks (nbgrader's feedback is made from those), and the
+    """What learners may read, or their instructor show them: the students'
+    folders (results, feedback, autograded notebook), the autograded notebooks
+    of the course root (nbgrader's feedback is made from those), and the
     class report."""
-    course_folders = {"source", "release", "autograded", "submitted", "feedback"}
-    return ([p for p in out.glob(f"*/{AID}/*")
-             if p.name != "record.json" and p.parts[-3] not in course_folders]
-            + list(out.glob(f"autograded/*/{AID}/*.ipynb")) + [out / "class-report.html"])
+    return (sorted(out.glob(f"return/*/{AID}/*")) + sorted(out.glob(f"autograded/*/{AID}/*.ipynb"))
+            + [out / "class-report.html"])
+
+
+def readable_text(path):
+    """What a reader of ``path`` sees: a notebook's sources and outputs, the
+    texts of results.json, a page's text."""
+    if path.suffix == ".ipynb":
+        return notebook_text(path)
+    if path.suffix == ".json":
+        r = json.loads(path.read_text(encoding="utf-8"))
+        return "\n".join([r["output"]] + [t["name"] + "\n" + t["output"] for t in r["tests"]])
+    return html.unescape(path.read_text(encoding="utf-8"))
 
 
 def test_feedback_never_shows_hidden_checks(corpus):
-    hidden_names, visible_names = set(), set()
-    for path in corpus["out"].glob(f"*/{AID}/results.json"):
-        for t in json.loads(path.read_text())["tests"]:
-            (hidden_names if t["visibility"] == "hidden" else visible_names).add(t["name"])
-    assert hidden_names
-    files = learner_files(corpus["out"])
-    assert len([p for p in files if p.suffix == ".ipynb"]) == len(CASES)
+    """Hidden checks are only in the records: no learner file names one
+    (results.json holds one count per test cell) or shows its message."""
+    out = corpus["out"]
+    secret = secret_names(out)
+    messages = {True: set(), False: set()}
+    for rec in corpus["records"].values():
+        for c in rec.result.checks:
+            messages[c.hidden].add(c.outcome.message)
+    secret_messages = {m for m in messages[True] - messages[False] if len(m) > 20}
+    files = learner_files(out)
+    assert len([p for p in files if p.parts[-4] == "return" and p.suffix == ".ipynb"]) == \
+        len(CASES)
+    assert len([p for p in files if p.parts[-4] == "autograded"]) == len(CASES)
+    assert len([p for p in files if p.name == "results.json"]) == len(CASES)
     for path in files:
-        if path.name == "results.json":
-            continue  # hidden tests are there, marked hidden (Gradescope hides them)
-        text = notebook_text(path) if path.suffix == ".ipynb" else html.unescape(path.read_text())
-        for name in hidden_names - visible_names:
+        text = readable_text(path)
+        for name in secret:
             assert name not in text, (path, name)
+        assert not [m for m in secret_messages if m in text], path
         assert "grading_rng" not in text and "BEGIN HIDDEN" not in text
 
 
@@ -411,9 +433,8 @@ def _inputs_seen(monkeypatch, nb, seed):
 
 def _learner_text(result):
     r = report.gradescope_results(result)
-    visible = [t for t in r["tests"] if t["visibility"] == "visible"]
     return (html.unescape(report.feedback_html("s", AID, result)) + r["output"]
-            + json.dumps(visible))
+            + json.dumps(r["tests"]))
 
 
 def test_hidden_inputs_cannot_be_smuggled_into_feedback(monkeypatch):
@@ -505,9 +526,10 @@ def test_same_seed_same_grades_twice(tmp_path):
         proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--seed", 5, "--quiet")
         assert proc.returncode == 0, proc.stderr
         outs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-                     if p.suffix in (".csv", ".json", ".html")
-                     and p.name not in ("grading.json", "record.json")})  # both hold timings
+                     if p.suffix in (".csv", ".json", ".html", ".ipynb")
+                     and p.name != "grading.json"})  # it holds timings
     assert outs[0] == outs[1]
+    assert len([p for p in outs[0] if p.startswith("records/")]) == len(nbs)
     rows = list(csv.DictReader(open(tmp_path / "a" / "grades.csv")))
     assert all(r["seed"] == "5" for r in rows)
     by = {r["student_id"]: float(r["score"]) for r in rows}
@@ -559,10 +581,10 @@ def test_a_hard_coded_answer_for_one_seed_fails_for_another(monkeypatch):
 
     def hidden_passed(seed):
         r = grade.grade_notebook(a, nb, seed=seed)
-        return sum(t["score"] >= t["max_score"] for t in r["tests"] if t["visibility"] == "hidden")
+        return sum(c.passed for c in r.checks if c.hidden)
 
-    n_hidden = sum(t["visibility"] == "hidden"
-                   for t in grade.grade_notebook(a, filled(AID), seed=0)["tests"])
+    n_hidden = sum(c.hidden for c in grade.grade_notebook(a, filled(AID), seed=0).checks)
+    assert n_hidden
     at_0, at_1 = hidden_passed(0), hidden_passed(1)
     assert at_0 >= 0.75 * n_hidden  # the table answers what seed 0 asks ...
     assert at_1 <= 0.1 * n_hidden   # ... and almost nothing seed 1 asks
@@ -574,15 +596,15 @@ def test_a_hard_coded_answer_for_one_seed_fails_for_another(monkeypatch):
 
 def crashing_grade_one(job):
     """Grades like the grader, but the process grading 'crasher' dies."""
-    if job[0] == "crasher":
+    if job.submission.student == "crasher":
         os._exit(9)
-    return classroom._grade_one(job)
+    return jobs.grade_job(job)
 
 
 def hanging_grade_one(job):
-    if job[0] == "hanger":
+    if job.submission.student == "hanger":
         time.sleep(3600)
-    return classroom._grade_one(job)
+    return jobs.grade_job(job)
 
 
 def _class(tmp_path, names):
@@ -595,26 +617,38 @@ def _class(tmp_path, names):
 
 def test_a_dead_pool_process_costs_one_row_not_the_class(tmp_path):
     names = ["amy", "bob", "crasher", "dan", "eve"]
-    rows = classroom.grade_class(_class(tmp_path, names), tmp_path / "out", jobs=2,
-                                 limits=Limits(cell_timeout=5), progress=False,
-                                 grade_one=crashing_grade_one)
-    by = {r["student_id"]: r for r in rows}
+    limits = Limits(cell_timeout=5)
+    rows = classroom.grade_class(_class(tmp_path, names), tmp_path / "out", limits=limits,
+                                 progress=False,
+                                 executor=LocalPool(2, limit=jobs.wall_limit(limits),
+                                                    grade=crashing_grade_one))
+    by = {r.student_id: r for r in rows}
     assert set(by) == set(names)
-    assert by["crasher"]["status"] == "crashed" and by["crasher"]["score"] == 0.0
-    assert "stopped the grader's own process" in by["crasher"]["message"]
+    assert by["crasher"].status == "crashed" and by["crasher"].score == 0.0
+    assert "stopped the grader's own process" in by["crasher"].message
     for n in set(names) - {"crasher"}:
-        assert by[n]["status"] == "graded" and by[n]["score"] == course.load(AID).max_score
-    assert (tmp_path / "out" / "crasher" / AID / "feedback.html").exists()
+        assert by[n].status == "graded" and by[n].score == course.load(AID).max_score
+    assert (returned(tmp_path / "out", "crasher", AID) / "feedback.html").exists()
+    crashed = records(tmp_path / "out")[("crasher", AID)].result
+    assert crashed.status is model.Status.CRASHED and crashed.notes[-1] == jobs.STOPPED_THE_GRADER
 
 
 def test_a_grading_that_never_ends_is_abandoned(tmp_path):
+    """The limit covers a fresh pool process's start-up (its imports take
+    seconds on a loaded machine) and a grading; the hanger sleeps an hour."""
     names = ["amy", "hanger", "zoe"]
-    work = [(n, AID, _class(tmp_path, [n]) / n / AID / f"{AID}.ipynb", None,
-             Limits(cell_timeout=5), 0) for n in names]
-    results = classroom.run_pool(work, 2, hanging_grade_one, limit=4.0)
-    by = {r[0]: r for r in results}
-    assert by["hanger"][2] == "crashed" and "did not finish" in by["hanger"][3]["notes"][-1]
-    assert by["amy"][2] == by["zoe"][2] == "graded"
+    work = [model.Job(model.Submission(n, AID, str(_class(tmp_path, [n]) / n / AID / f"{AID}.ipynb")),
+                      Limits(cell_timeout=5), 0) for n in names]
+    arrived = []
+    results = LocalPool(2, limit=20.0, grade=hanging_grade_one).run(
+        work, on_result=lambda i, g: arrived.append(i))
+    assert sorted(arrived) == [0, 1, 2]
+    assert [g.submission.student for g in results] == names
+    by = {g.submission.student: g.result for g in results}
+    assert by["hanger"].status is model.Status.CRASHED
+    assert by["hanger"].notes[-1] == jobs.did_not_finish(20.0)
+    assert by["amy"].status is by["zoe"].status is model.Status.GRADED
+    assert by["amy"].score == course.load(AID).max_score
 
 
 # ----------------------------------------------------------------------------
@@ -680,16 +714,26 @@ def test_gradescope_package_grades_a_submission(tmp_path):
     setup = (tmp_path / "source" / "setup.sh").read_text()
     assert "python3.11" in setup and "-r requirements-grading.txt" in setup \
         and "constraints.txt" in setup and "requirements.txt " not in setup
-    buggy = grade.grade_notebook(course.load(AID), _buggy(), seed=0)
-    for name, nb, want in [("full", filled(AID), course.load(AID).max_score),
-                           ("buggy", _buggy(), buggy["score"])]:
+    for name, nb in [("full", filled(AID)), ("buggy", _buggy())]:
+        alone = grade.grade_notebook(course.load(AID), nb, seed=0)
+        secret = {c.name for c in alone.checks if c.hidden} - \
+            {c.name for c in alone.checks if not c.hidden}
+        assert secret
         # Gradescope renames nothing; the learner may have: found by its cells.
         r = _run_gradescope(tmp_path / "source", _upload(tmp_path / name, nb, "my upload.ipynb"))
-        assert r["score"] == pytest.approx(want, abs=1e-3)
+        assert r["score"] == pytest.approx(alone.score, abs=1e-3)
         assert r["max_score"] == course.load(AID).max_score
-        assert {t["visibility"] for t in r["tests"]} == {"visible", "hidden"}
+        if name == "full":
+            assert r["score"] == course.load(AID).max_score
+        # Hidden checks as one count per test cell, visible to the learner;
+        # the checks themselves are not in what Gradescope shows.
+        assert {t["visibility"] for t in r["tests"]} == {"visible"}
+        assert [t["name"] for t in r["tests"]] == \
+            [t["name"] for t in report.gradescope_results(alone)["tests"]]
+        assert any(t["name"].endswith(": hidden checks") for t in r["tests"])
         for t in r["tests"]:
             assert set(t) >= {"name", "score", "max_score", "output", "visibility"}
+            assert not [s for s in secret if s in t["name"] or s in t["output"]]
         assert r["stdout_visibility"] == "hidden"
     # No notebook at all: a result that says so, not a crash.
     r = _run_gradescope(tmp_path / "source", _upload(tmp_path / "empty", None, ""), timeout=120)
@@ -765,7 +809,7 @@ def test_changing_the_arguments_earns_nothing(aid):
     def score(mutate):
         nb = filled(aid)
         nb.cells.append(nbformat.v4.new_code_cell(zero_inputs(a.functions, mutate)))
-        return grade.grade_notebook(a, nb, seed=0)["score"]
+        return grade.grade_notebook(a, nb, seed=0).score
 
     quiet, wrecking = score(False), score(True)
     assert wrecking <= quiet < a.max_score, (wrecking, quiet)
@@ -798,9 +842,9 @@ def test_an_honest_student_beside_a_cpu_hog_gets_the_same_result(tmp_path):
     assert proc.returncode == 0, proc.stderr
     alone = report.gradescope_results(grade.grade_notebook(
         course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0))
-    got = json.loads((tmp_path / "out" / "honest" / AID / "results.json").read_text())
+    got = json.loads((returned(tmp_path / "out", "honest", AID) / "results.json").read_text())
     assert got == json.loads(json.dumps(alone))
-    hog = json.loads((tmp_path / "out" / "hog" / AID / "results.json").read_text())
+    hog = json.loads((returned(tmp_path / "out", "hog", AID) / "results.json").read_text())
     assert "ran for more than" in hog["output"]
 
 
