@@ -11,13 +11,11 @@ def grade(p, args):
     from .cluster import ClusterError  # imports no Dask
     from .course import StaleNotebook
     from .jobs import wall_limit
-    from .model import Limits
     if not Path(args.submitted).is_dir():
         p.error(f"no such folder: {args.submitted}")
     if args.jobs < 1 or args.timeout <= 0 or args.memory < 256:
         p.error("--jobs >= 1, --timeout > 0 and --memory >= 256 please")
-    limits = Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
-                    memory_mb=args.memory)
+    limits = _limits_of(args)
     executor = None
     if args.cluster:
         from .cluster import DaskCluster
@@ -54,8 +52,7 @@ def gradescope(p, args):
     """gradescope ZIP --assignment ID: build a Gradescope autograder."""
     from . import gradescope as gs
     try:
-        members = gs.build(args.zip, args.assignment, args.seed, args.timeout,
-                           args.notebook_timeout, args.memory)
+        members = gs.build(args.zip, args.assignment, args.seed, _limits_of(args))
     except ValueError as exc:
         p.error(str(exc))
     print(f"wrote {args.zip} ({len(members)} files): upload it as the autograder of "
@@ -80,11 +77,20 @@ def demo(p, args):
 
 
 def _limits(parser):
+    from .model import Limits
     parser.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per cell (default 30)")
-    parser.add_argument("--notebook-timeout", type=float, default=300.0,
-                        help="seconds per notebook")
-    parser.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
+    parser.add_argument("--timeout", type=float, default=Limits.cell_timeout,
+                        help="seconds of the student's code per cell (default %(default)g)")
+    parser.add_argument("--notebook-timeout", type=float, default=Limits.notebook_timeout,
+                        help="seconds per notebook (default %(default)g)")
+    parser.add_argument("--memory", type=int, default=Limits.memory_mb,
+                        help="MB of memory per notebook (default %(default)d)")
+
+
+def _limits_of(args):
+    from .model import Limits
+    return Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+                  memory_mb=args.memory)
 
 
 def parser():

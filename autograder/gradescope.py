@@ -81,14 +81,17 @@ FILES = ["requirements-grading.txt", "constraints.txt"]
 FOLDERS = course.FOLDERS  # exercises/: the expected values
 
 
-def build(out, assignment, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):
-    """Write the Gradescope autograder zip of ``assignment``; returns its members."""
-    from . import course
+def build(out, assignment, seed=0, limits=None):
+    """Write the Gradescope autograder zip of ``assignment`` (graded with the
+    seed and ``model.Limits`` given); returns its members."""
+    import dataclasses
+
+    from .model import Limits
     root = course.ROOT
     if assignment not in course.assignments():
         raise ValueError(f"no assignment {assignment!r} (have {course.assignments()})")
-    settings = {"assignment": assignment, "seed": seed, "timeout": timeout,
-                "notebook_timeout": notebook_timeout, "memory": memory}
+    settings = {"assignment": assignment, "seed": seed,
+                "limits": dataclasses.asdict(limits or Limits())}
     members = []
 
     def add(z, name, data, mode=0o644):
@@ -184,9 +187,7 @@ def run(submission, results, settings=None):
             f"graded and scored 0. Upload your {aid}.ipynb here, and {name} to the "
             f"assignment {other}."], seed)
     else:
-        limits = model.Limits(cell_timeout=cfg.get("timeout", 30.0),
-                              notebook_timeout=cfg.get("notebook_timeout", 300.0),
-                              memory_mb=cfg.get("memory", 2048))
+        limits = model.Limits(**cfg.get("limits", {}))
         with ScratchRoot():
             result = grade.grade_notebook(course.load(aid), nb, limits, seed)
         result = dataclasses.replace(
