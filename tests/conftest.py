@@ -159,6 +159,7 @@ SLOW = {
     "test_hostile": "grades the hostile corpus in fenced sandboxes",
     "test_cluster": "starts Dask clusters",
     "test_parity": "runs every notebook through a Jupyter kernel",
+    "test_learner_mode": "runs every notebook top to bottom in a Jupyter kernel",
     "test_nbgrader_course": "runs nbgrader's tools and a Jupyter server",
 }
 
