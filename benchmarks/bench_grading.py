@@ -12,6 +12,8 @@ and the number of cores) and executes the same notebooks one after another
 with nbclient (``NotebookClient(nb, allow_errors=True).execute()``, every
 cell, a fresh kernel each: what nbgrader's autograde does per notebook).
 Prints notebooks per second and the ratio to nbclient.  No asserts: numbers.
+A cell that outlasts ``--timeout`` under nbclient (a busy machine) makes
+that baseline "timed out" instead of a number.
 
 ``--cluster N`` also grades the class with ``--cluster local:N`` (a Dask
 cluster of N worker processes on this machine: the cost of the cluster path
@@ -22,11 +24,12 @@ submission, on a cluster of its own:
 - scheduler overhead per task: a burst of tasks that do nothing, all
   submitted at once (the scheduler and the workers' bookkeeping, pipelined);
 - round trip per submission: the class again through the grader's own loop
-  (``cluster._Run``) with a ``grade_one`` that hands back the result already
-  recorded, so nothing is graded: what a worker waits between two
-  submissions;
-- the one writer's time per submission (``Store.add``: results.json,
-  feedback.html, the gradebook), timed in that replay.
+  (``cluster._Run``) with a grade function that hands back the result
+  already recorded (OUT/records/), so nothing is graded: what a worker
+  waits between two submissions;
+- the one writer's time per submission (``Store.add``: the record, the
+  gradebook, the autograded notebook, the student's folder), timed in that
+  replay.
 
 From these and the measured time of one grading on a worker it estimates
 the throughput of 10, 100 and 1000 workers (one core each): each worker
@@ -36,6 +39,7 @@ one per (write + scheduler overhead), whichever is less.  An estimate, not a
 measurement: no network, no slower file system, one machine's numbers.
 """
 import argparse
+import math
 import os
 import random
 import subprocess
@@ -49,8 +53,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import course, demo, notebooks  # noqa: E402
-from autograder.sandbox import Limits  # noqa: E402
+from autograder import course, demo, model, notebooks  # noqa: E402
+from autograder.model import Limits  # noqa: E402
 
 
 def build_class(folder, n_students):
@@ -91,13 +95,22 @@ def grade(submitted, out, jobs, timeout, cluster=None):
 
 
 def nbclient_serial(paths, timeout):
+    """Seconds to execute ``paths`` one after another, or None when a cell
+    outlasted ``timeout`` (nbclient stops the notebook there: no fair number)."""
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
+    limit = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     t = time.monotonic()
     for p in paths:
         nb = nbformat.read(p, as_version=4)
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                       resources={"metadata": {"path": str(p.parent)}}).execute(
-            stderr=subprocess.DEVNULL)  # the kernel's start-up warnings
+        try:
+            NotebookClient(nb, timeout=limit, kernel_name="python3", allow_errors=True,
+                           resources={"metadata": {"path": str(p.parent)}}).execute(
+                stderr=subprocess.DEVNULL)  # the kernel's start-up warnings
+        except CellTimeoutError:
+            print(f"nbclient: a cell of {p.parent.parent.name}/{p.name} ran longer than "
+                  f"{limit} s")
+            return None
     return time.monotonic() - t
 
 
@@ -106,11 +119,12 @@ def nothing(x):
 
 
 def replay(out, job):
-    """A grade_one that grades nothing: the result recorded in ``out``."""
-    import json
-    student, aid = job[0], job[1]
-    rec = json.loads((Path(out) / student / aid / "record.json").read_text())
-    return student, aid, rec["row"]["status"], rec["result"]
+    """A grade function that grades nothing: the result recorded in ``out``."""
+    from autograder import model, store
+    sub = job.submission
+    rec = model.loads(model.Record, store.record_path(out, sub.student, sub.assignment)
+                      .read_text(encoding="utf-8"))
+    return model.Graded(sub, rec.result)
 
 
 def cluster_costs(n_workers, submitted, graded_out, scratch, timeout, burst=400):
@@ -131,12 +145,12 @@ def cluster_costs(n_workers, submitted, graded_out, scratch, timeout, burst=400)
             pass
         per_task = (time.monotonic() - t) / burst
         limits = Limits(cell_timeout=timeout)
-        work = [(s, a, p, n, limits, 0) for s, a, p, n in classroom.find_submissions(
+        work = [model.Job(s, limits, 0) for s in classroom.find_submissions(
             submitted, set(course.assignments()))]
         import distributed
         results = {}
         run = cluster._Run(client, distributed, work, cluster.course_hash(),
-                           functools.partial(replay, graded_out), None, results, None, None)
+                           functools.partial(replay, str(graded_out)), None, results, None)
         t = time.monotonic()
         run.go()
         # n_workers submissions in flight: each comes back after one round trip
@@ -147,7 +161,7 @@ def cluster_costs(n_workers, submitted, graded_out, scratch, timeout, burst=400)
     store = Store(scratch)  # the one writer, on the same results
     t = time.monotonic()
     for i, job in enumerate(work):
-        store.add(*results[i], key(job[2], job[1], 0, limits))
+        store.add(results[i], key(job.submission.path, job.submission.assignment, 0, limits))
     write = (time.monotonic() - t) / len(work)
     store.finish({})
     return start, per_task, round_trip, write
@@ -187,7 +201,12 @@ def main():
         # A fixed random sample: every assignment and kind, not just the first ones.
         sample = (random.Random(0).sample(paths, min(n, args.nbclient_limit))
                   if args.nbclient_limit else paths)
-        s = nbclient_serial(sample, args.timeout) * n / len(sample)
+        s = nbclient_serial(sample, args.timeout)
+        if s is None:
+            print(f"nbclient, one after another: timed out (--timeout {args.timeout:g} s per "
+                  "cell); no ratio")
+            return
+        s *= n / len(sample)
         scaled = "" if len(sample) == n else f" (scaled from {len(sample)} notebooks)"
         print(f"nbclient, one after another: {s:7.1f} s  {n / s:6.2f} notebooks/s{scaled}")
         for jobs, g in grading.items():
@@ -217,7 +236,7 @@ def report_cluster(args, submitted, tmp, n, grading):
     print(f"  scheduler overhead per task (a burst of empty tasks): {per_task * 1000:.2f} ms")
     print(f"  round trip per submission (nothing graded; a worker's wait between two): "
           f"{round_trip * 1000:.0f} ms")
-    print(f"  the one writer per submission (results.json, feedback.html, gradebook): "
+    print(f"  the one writer per submission (record, gradebook, notebooks, student's folder): "
           f"{write * 1000:.1f} ms")
     print("  estimate, one core per worker, this machine's numbers, no network: "
           f"min(W / {graded + round_trip:.3f} s, 1 / {serial * 1000:.1f} ms)")
