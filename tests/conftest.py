@@ -161,6 +161,7 @@ SLOW = {
     "test_parity": "runs every notebook through a Jupyter kernel",
     "test_learner_mode": "runs every notebook top to bottom in a Jupyter kernel",
     "test_nbgrader_course": "runs nbgrader's tools and a Jupyter server",
+    "test_hostile_views": "opens the formgrader in Chromium",
 }
 
 
