@@ -208,9 +208,19 @@ def test_manual_grades_reach_every_view_after_render(graded_demo, tmp_path):
         gb.db.commit()
         want = gb.find_submission(AID, student).score
     assert want != rec.result.score
+    # Grading again with --resume grades nothing and renders what the grader changed ...
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(ROOT / "demo" / "submitted"),
+                           "--out", str(out), "--timeout", "3", "--jobs", "2", "--quiet", "--resume"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "grading.json").read_text())["graded"] == 0
+    views = {p: p.read_bytes() for p in files_under(out)
+             if p.name not in ("grading.json", "gradebook.db")}
+    # ... and `render` renders the very same files
     proc = subprocess.run([sys.executable, "-m", "autograder", "render", str(out)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+    assert {p: p.read_bytes() for p in views} == views
     rows = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(open(out / "grades.csv"))}
     assert float(rows[(student, AID)]["score"]) == pytest.approx(want, abs=1e-4)
     wide = {r["student_id"]: r for r in csv.DictReader(open(out / "grades-wide.csv"))}
