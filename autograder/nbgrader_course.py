@@ -315,14 +315,19 @@ class GradebookWriter:
         self.gb = Gradebook(db_url)
         self.extra = {a.id: {c.grade_id for c in a.tests if c.extra_credit}
                       for a in assignments.values()}
-        for a in assignments.values():
-            self._define(a)
+        # Only the assignments with a submission are in the gradebook (and so
+        # in the formgrader and `nbgrader export`): the others are defined
+        # when their first submission is recorded.
+        self.defined = set()
+        for name in sorted({x.name for x in self.gb.assignments} & set(assignments)):
+            self._define(assignments[name])
 
     def _define(self, a):
         """The assignment's notebook and cells as nbgrader's generate_assignment
         records them, from the release notebook (so no solution and no hidden
         test is in the gradebook); cells the course no longer has go."""
         from nbgrader import utils
+        self.defined.add(a.id)
         gb, rel = self.gb, release(a.id)
         gb.update_or_create_assignment(a.id)
         notebook = gb.update_or_create_notebook(
@@ -397,6 +402,8 @@ class GradebookWriter:
         if aid not in self.assignments:
             return
         gb, a = self.gb, self.assignments[aid]
+        if aid not in self.defined:
+            self._define(a)
         try:
             gb.update_or_create_student(student)
             sub = gb.update_or_create_submission(aid, student)
@@ -482,7 +489,9 @@ def config_text(db_url, default_db):
             "c = get_config()  # noqa: F821 (nbgrader defines it)\n"
             "root = os.path.dirname(os.path.abspath(__file__))\n"
             "c.CourseDirectory.root = root\n"
-            f"c.CourseDirectory.db_url = {db}\n")
+            f"c.CourseDirectory.db_url = {db}\n"
+            "# `nbgrader export` writes beside the grader's own grades.csv, never over it\n"
+            'c.CsvExportPlugin.to = os.path.join(root, "nbgrader-grades.csv")\n')
 
 
 class CourseRoot:
