@@ -304,3 +304,22 @@ def test_no_html_is_built_by_string_formatting():
     found = [(p.name, m.group(0)) for p in (ROOT / "autograder").glob("*.py")
              for m in tag.finditer(p.read_text())]
     assert not found, found
+
+
+def test_nbgrader_export_writes_beside_our_grades_and_lists_what_was_submitted(tmp_path):
+    sub = tmp_path / "submitted" / "ada" / AID
+    sub.mkdir(parents=True)
+    nbformat.write(filled(AID), sub / f"{AID}.ipynb")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "submitted"),
+                           "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    ours = (out / "grades.csv").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "export"], capture_output=True,
+                          text=True, cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "grades.csv").read_bytes() == ours
+    exported = list(csv.DictReader(open(out / "nbgrader-grades.csv", encoding="utf-8")))
+    assert {r["assignment"] for r in exported} == {AID}  # not the three nobody was given
+    assert [float(r["score"]) for r in exported] == [course.load(AID).max_score
+                                                     + course.load(AID).extra_credit]
