@@ -30,6 +30,23 @@ def main(argv=None):
     g.add_argument("--resume", action="store_true",
                    help="skip submissions OUT already holds, graded from the same notebook, "
                         "seed, limits and course")
+    g.add_argument("--similarity", action="store_true",
+                   help="then write OUT/similarity.csv and OUT/similarity.html (as the "
+                        "similarity command)")
+
+    s = sub.add_parser("similarity", help="how similar the code the students wrote is "
+                                          "(for the instructor)")
+    s.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb, "
+                                     "or an nbgrader course root holding submitted/")
+    s.add_argument("--out", required=True,
+                   help="where similarity.csv and similarity.html go (not a student's folder)")
+    s.add_argument("--against", action="append", default=[], metavar="DIR",
+                   help="an earlier term's submissions (same layout) to compare this class "
+                        "with; may be repeated")
+    s.add_argument("--assignment", action="append", metavar="ID",
+                   help="compare this assignment only (may be repeated; default: all)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="flag and show side by side the pairs from this score on (default 0.5)")
 
     n = sub.add_parser("notebooks", help="regenerate exercises/ from source/ with nbgrader")
     n.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
@@ -75,6 +92,30 @@ def main(argv=None):
         print(f"{args.out} holds {len(rows)} submissions "
               f"(mean score {total / max(1, len(rows)):.2f}); what the class got wrong: "
               f"{Path(args.out) / 'class-report.html'}")
+        if args.similarity:
+            return main(["similarity", args.submitted, "--out", args.out])
+        return 0
+    if args.command == "similarity":
+        from . import course, similarity
+        if not Path(args.submitted).is_dir():
+            p.error(f"no such folder: {args.submitted}")
+        for folder in args.against:
+            if not Path(folder).is_dir():
+                p.error(f"no such folder: {folder}")
+        unknown = sorted(set(args.assignment or []) - set(course.assignments()))
+        if unknown:
+            p.error(f"not an assignment of this course: {', '.join(unknown)}")
+        threshold = similarity.THRESHOLD if args.threshold is None else args.threshold
+        if not 0.0 < threshold <= 1.0:
+            p.error("--threshold between 0 (excluded) and 1 please")
+        reports = similarity.run(args.submitted, args.out, args.assignment, args.against,
+                                 threshold=threshold)
+        for r in reports:
+            print(f"{r.assignment}: {r.compared} notebooks compared, {len(r.flagged)} similar "
+                  f"pairs and {len(r.reference_flagged)} similar to the reference "
+                  f"(score >= {threshold:g})")
+        print(f"for the instructor only: {Path(args.out) / similarity.HTML_NAME} "
+              f"and {similarity.CSV_NAME}")
         return 0
     if args.command == "gradescope":
         from . import gradescope
