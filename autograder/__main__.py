@@ -47,6 +47,8 @@ def main(argv=None):
                    help="compare this assignment only (may be repeated; default: all)")
     s.add_argument("--threshold", type=float, default=None,
                    help="flag and show side by side the pairs from this score on (default 0.5)")
+    s.add_argument("--jobs", type=int, default=os.cpu_count(),
+                   help="processes reading the notebooks (default: cores)")
 
     n = sub.add_parser("notebooks", help="regenerate exercises/ from source/ with nbgrader")
     n.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
@@ -93,7 +95,8 @@ def main(argv=None):
               f"(mean score {total / max(1, len(rows)):.2f}); what the class got wrong: "
               f"{Path(args.out) / 'class-report.html'}")
         if args.similarity:
-            return main(["similarity", args.submitted, "--out", args.out])
+            return main(["similarity", args.submitted, "--out", args.out,
+                         "--jobs", str(args.jobs)])
         return 0
     if args.command == "similarity":
         from . import course, similarity
@@ -106,10 +109,10 @@ def main(argv=None):
         if unknown:
             p.error(f"not an assignment of this course: {', '.join(unknown)}")
         threshold = similarity.THRESHOLD if args.threshold is None else args.threshold
-        if not 0.0 < threshold <= 1.0:
-            p.error("--threshold between 0 (excluded) and 1 please")
+        if not 0.0 < threshold <= 1.0 or args.jobs < 1:
+            p.error("--threshold between 0 (excluded) and 1, and --jobs >= 1 please")
         reports = similarity.run(args.submitted, args.out, args.assignment, args.against,
-                                 threshold=threshold)
+                                 threshold=threshold, jobs=args.jobs)
         for r in reports:
             print(f"{r.assignment}: {r.compared} notebooks compared, {len(r.flagged)} similar "
                   f"pairs and {len(r.reference_flagged)} similar to the reference "

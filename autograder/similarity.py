@@ -38,8 +38,9 @@ graded function.
 
 Cost: an inverted index fingerprint -> notebooks, so the work is the sum
 over fingerprints of the pairs of notebooks sharing it, not n² set
-comparisons; pair counts are accumulated one student at a time (memory:
-the fingerprints, the index, and the pairs with a score above 0).
+comparisons; pair counts are accumulated one student at a time, and only
+pairs scored ``LIST_FLOOR`` or more are kept (memory: the fingerprints, the
+index, and those pairs).
 
 The report is the instructor's: it is written at the top of OUT, never in a
 student's folder.  It says "similar", never more: a similarity is a reason
@@ -73,7 +74,9 @@ COMMON_MIN = 10         # ... and in more than this many
 MAX_SOURCE = 100_000    # characters of one answer cell looked at
 MAX_SHOWN = 25          # flagged pairs shown side by side, per assignment
 MAX_LINES = 300         # lines of one function shown
-MAX_LISTED = 200        # pairs in the HTML table (the CSV holds every pair above 0)
+MAX_FUNCTIONS = 8       # functions of one pair shown side by side
+MAX_LISTED = 200        # pairs in the HTML table (the CSV holds every pair listed)
+LIST_FLOOR = 0.1        # pairs of students under this score are counted, not listed
 TOP_FUNCTIONS = 3       # functions named per pair
 REFERENCE = "reference"
 CSV_NAME, HTML_NAME = "similarity.csv", "similarity.html"
@@ -315,7 +318,9 @@ def material(aid, book=None):
     for page in sorted(book.glob("*.md")):
         shared_texts += code_blocks(page.read_text(encoding="utf-8"))
     shared = frozenset(h for text in shared_texts for h, _, _ in kgrams(normalised(text)))
-    reference = {c.grade_id: c.source for c in answers}
+    markers = {"### BEGIN SOLUTION", "### END SOLUTION"}
+    reference = {c.grade_id: "\n".join(line for line in c.source.splitlines()
+                                       if line.strip() not in markers) for c in answers}
     graded = frozenset(a.functions)
     m = Material(aid, stubs, cell_functions, graded, shared, reference, frozenset(), {}, [])
     m.reference_pieces = answer_pieces(reference, m)
@@ -362,24 +367,43 @@ class Found:
     unreadable: list     # labels of notebooks that could not be read
 
 
-def collect(submitted, m, term=""):
+_MATERIAL = None   # a reading process's Material
+
+
+def _set_material(m):
+    global _MATERIAL
+    _MATERIAL = m
+
+
+def _read(job, m=None):
+    """(label, term, sources, fingerprints per function), or sources None: unreadable."""
+    label, term, path = job
+    m = m or _MATERIAL
+    nb, _ = grade.read_submission(path)
+    if nb is None:
+        return label, term, None, None
+    sources = read_answers(nb, m)
+    return label, term, sources, units(answer_pieces(sources, m), m.shared)
+
+
+def collect(submitted, m, term="", jobs=1):
     """The answers to assignment ``m`` in a folder laid out as the grader's
     (``SUBMITTED/<student>/<assignment>/<assignment>.ipynb``, or an nbgrader
-    course root)."""
+    course root), read by ``jobs`` processes."""
     from .classroom import find_submissions
     from .nbgrader_course import submitted_folder
-    answers, unreadable = [], []
-    for sid, aid, path, _, _ in find_submissions(submitted_folder(submitted), {m.assignment}):
-        if aid != m.assignment or path is None:
-            continue
-        label = f"{term}/{sid}" if term else sid
-        nb, _ = grade.read_submission(path)
-        if nb is None:
-            unreadable.append(label)
-            continue
-        sources = read_answers(nb, m)
-        answers.append(Answer(label, term, sources, units(answer_pieces(sources, m), m.shared)))
-    return Found(answers, unreadable)
+    work = [(f"{term}/{sid}" if term else sid, term, path)
+            for sid, aid, path, _, _ in find_submissions(submitted_folder(submitted), {m.assignment})
+            if aid == m.assignment and path is not None]
+    if jobs > 1 and len(work) >= 8 * jobs:   # tokenising is the cost: spread it over the cores
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(jobs, initializer=_set_material, initargs=(m,)) as pool:
+            read = list(pool.map(_read, work, chunksize=max(1, len(work) // (4 * jobs))))
+    else:
+        read = [_read(job, m) for job in work]
+    answers = [Answer(label, term, sources, raw) for label, term, sources, raw in read
+               if sources is not None]
+    return Found(answers, [label for label, _, sources, _ in read if sources is None])
 
 
 # ----------------------------------------------------------------------------
@@ -417,6 +441,28 @@ def function_scores(ua, ub):
     return sorted(found, key=lambda x: (-x[1], x[0]))
 
 
+def owners(u):
+    """{fingerprint: (graded functions holding it)} of units ``u``."""
+    found = {}
+    for f, s in u.items():
+        for h in s:
+            found[h] = found.get(h, ()) + (f,)
+    return found
+
+
+def shared_function_scores(ua, ub, shared, owner_a):
+    """``function_scores(ua, ub)``, from the fingerprints the two notebooks
+    share (``shared``) and ``owners(ua)``: the work grows with what they share."""
+    per = Counter()
+    for h in shared:
+        for f in owner_a[h]:
+            if h in ub.get(f, ()):
+                per[f] += 1
+    found = [(f, score(len(ua[f]), len(ub[f]), n)) for f, n in per.items()
+             if len(ua[f]) >= MIN_FUNCTION_FINGERPRINTS and len(ub[f]) >= MIN_FUNCTION_FINGERPRINTS]
+    return sorted(found, key=lambda x: (-x[1], x[0]))
+
+
 def reference_pair(answer, m):
     """The answer against the reference answers of the functions it answered."""
     mine = answer.all("raw")
@@ -437,12 +483,23 @@ def common_limit(n):
     return max(COMMON_MIN, math.ceil(COMMON_SHARE * n))
 
 
+@dataclass
+class Comparison:
+    """The pairs of a class (``class_pairs``)."""
+    pairs: list          # [Pair] with a score of LIST_FLOOR or more
+    below: int           # pairs with a score above 0 but under LIST_FLOOR
+    best: list           # each notebook's highest score (None: too little to compare)
+    common: frozenset    # the idioms left out
+    limit: int           # ... found in more notebooks than this
+
+
 def class_pairs(answers, m, n_class):
     """Pairs among ``answers[:n_class]`` (this class) and between them and
-    ``answers[n_class:]`` (earlier terms), with a score above 0.
+    ``answers[n_class:]`` (earlier terms).  Sets ``Answer.own``.
 
-    Sets ``Answer.own``; returns (pairs, the idioms left out, each notebook's
-    fingerprints compared (empty: too few), the idioms' limit).
+    The pairs scored under LIST_FLOOR are only counted (and in each
+    notebook's highest score), so memory grows with the notebooks and the
+    pairs worth reading, not with every pair that shares one fragment.
     """
     everyone = [a.all("raw") - m.reference_kgrams for a in answers]
     df = Counter(h for s in everyone for h in s)
@@ -457,7 +514,8 @@ def class_pairs(answers, m, n_class):
     for i, s in enumerate(sets):
         for h in s:
             index.setdefault(h, []).append(i)   # in order of i: each list is sorted
-    pairs = []
+    pairs, below = [], 0
+    best = [0.0 if s else None for s in sets]
     for i in range(n_class):
         if not sets[i]:
             continue
@@ -466,13 +524,20 @@ def class_pairs(answers, m, n_class):
             p = index[h]
             if len(p) > 1:
                 counts.update(p[bisect.bisect_right(p, i):])
+        a, mine = answers[i], None
         for j, n in counts.items():
-            a, b = answers[i], answers[j]
+            value = score(len(sets[i]), len(sets[j]), n)
+            best[i], best[j] = max(best[i], value), max(best[j], value)
+            if value < LIST_FLOOR:
+                below += 1
+                continue
+            b = answers[j]
+            mine = mine or owners(a.own)
+            functions = shared_function_scores(a.own, b.own, sets[i] & sets[j], mine)
             pairs.append(Pair(m.assignment, a.label, b.label,
                               "earlier term" if b.term else "class",
-                              score(len(sets[i]), len(sets[j]), n), len(sets[i]), len(sets[j]),
-                              n, function_scores(a.own, b.own)))
-    return pairs, common, sets, limit
+                              value, len(sets[i]), len(sets[j]), n, functions))
+    return Comparison(pairs, below, best, common, limit)
 
 
 # ----------------------------------------------------------------------------
@@ -505,7 +570,8 @@ class FunctionView:
 class PairView:
     pair: Pair
     anchor: str
-    functions: list      # [FunctionView]
+    functions: list      # [FunctionView], most similar first
+    more: int = 0        # functions with similar lines not shown
 
 
 @dataclass
@@ -524,7 +590,8 @@ class AssignmentReport:
     earlier: int         # earlier terms' notebooks compared against
     common_limit: int
     common: int          # idioms left out
-    pairs: list          # [Pair] of students, best first
+    pairs: list          # [Pair] of students, best first, from LIST_FLOOR on
+    below: int           # pairs of students under LIST_FLOOR (not listed)
     reference: list      # [Pair] against the reference, best first
     histogram: list      # [Bin] of each student's highest score against a classmate
     shown: list          # [PairView]
@@ -550,7 +617,8 @@ def _side(label, found, function, highlight, stub_lines, sources):
         text = sources[p.grade_id][:MAX_SOURCE].splitlines()
         skip = stub_lines.get(p.grade_id, frozenset())
         for n in range(p.first, min(p.last, len(text)) + 1):
-            if n not in skip:
+            blank = not text[n - 1].strip()
+            if n not in skip and not (blank and (not lines or not lines[-1].text.strip())):
                 lines.append(Line(n, text[n - 1], (p.grade_id, n) in highlight))
     return Side(label, lines[:MAX_LINES], max(0, len(lines) - MAX_LINES))
 
@@ -586,7 +654,7 @@ def pair_view(pair, left, right, m, removed, anchor):
         r = _side(right[0], right[1], f, marks[1], stub_lines[1], right[2])
         if any(x.similar for x in l.lines) or any(x.similar for x in r.lines):
             views.append(FunctionView(f, scored.get(f), l, r))
-    return PairView(pair, anchor, views)
+    return PairView(pair, anchor, views[:MAX_FUNCTIONS], max(0, len(views) - MAX_FUNCTIONS))
 
 
 def histogram(values):
@@ -596,10 +664,10 @@ def histogram(values):
     return [Bin(k / BINS, (k + 1) / BINS, c) for k, c in enumerate(counts)]
 
 
-def analyse(aid, submitted, against=(), book=None, threshold=THRESHOLD):
+def analyse(aid, submitted, against=(), book=None, threshold=THRESHOLD, jobs=1):
     """The ``AssignmentReport`` of one assignment."""
     m = material(aid, book)
-    mine = collect(submitted, m)
+    mine = collect(submitted, m, jobs=jobs)
     earlier, labels = [], set()
     for folder in against:
         from .classroom import student_id
@@ -607,22 +675,19 @@ def analyse(aid, submitted, against=(), book=None, threshold=THRESHOLD):
         while term in labels:
             term += "+"
         labels.add(term)
-        earlier += collect(folder, m, term).answers
+        earlier += collect(folder, m, term, jobs).answers
     answers = mine.answers + earlier
     n = len(mine.answers)
     refs = [r for r in (reference_pair(a, m) for a in mine.answers) if r]
-    pairs, common, sets, limit = class_pairs(answers, m, n)
+    c = class_pairs(answers, m, n)
+    pairs = c.pairs
     order = lambda p: (-p.score, p.a, p.b)
     pairs.sort(key=order)
     refs.sort(key=order)
-    best = {a.label: 0.0 for a, s in zip(mine.answers, sets) if s}
-    for p in pairs:
-        for who in (p.a, p.b):
-            if who in best:
-                best[who] = max(best[who], p.score)
+    best = [b for b in c.best[:n] if b is not None]
 
     by_label = {a.label: a for a in answers}
-    removed = m.shared | m.reference_kgrams | common
+    removed = m.shared | m.reference_kgrams | c.common
 
     def side(label):
         if label == REFERENCE:
@@ -636,10 +701,9 @@ def analyse(aid, submitted, against=(), book=None, threshold=THRESHOLD):
     for k, p in enumerate(flagged[:MAX_SHOWN]):
         cut = m.shared if p.kind == "reference" else removed
         shown.append(pair_view(p, side(p.a), side(p.b), m, cut, f"{aid}-pair-{k + 1}"))
-    compared = sum(1 for s in sets[:n] if s)
-    return AssignmentReport(aid, compared, n - compared, len(mine.unreadable), len(earlier),
-                            limit, len(common), pairs,
-                            refs, histogram(best.values()), shown, threshold)
+    return AssignmentReport(aid, len(best), n - len(best), len(mine.unreadable), len(earlier),
+                            c.limit, len(c.common), pairs, c.below, refs, histogram(best),
+                            shown, threshold)
 
 
 # ----------------------------------------------------------------------------
@@ -673,7 +737,8 @@ def html_text(reports, against=()):
     return env.get_template("similarity.html.j2").render(
         reports=reports, K=K, T=K + WINDOW - 1, MIN_FINGERPRINTS=MIN_FINGERPRINTS,
         MIN_FUNCTION_FINGERPRINTS=MIN_FUNCTION_FINGERPRINTS, MAX_SHOWN=MAX_SHOWN,
-        MAX_LISTED=MAX_LISTED, against=bool(against), COMMON_SHARE=COMMON_SHARE)
+        MAX_LISTED=MAX_LISTED, against=bool(against), COMMON_SHARE=COMMON_SHARE,
+        LIST_FLOOR=LIST_FLOOR)
 
 
 def _write(path, text):
@@ -689,14 +754,14 @@ def _write(path, text):
         raise
 
 
-def run(submitted, out, assignments=None, against=(), book=None, threshold=THRESHOLD):
+def run(submitted, out, assignments=None, against=(), book=None, threshold=THRESHOLD, jobs=1):
     """Write ``out/similarity.csv`` and ``out/similarity.html``; return the reports.
 
     assignments: ids to compare (default: every assignment of the course
-    with a submission).
+    with a submission); jobs: processes reading the notebooks.
     """
     ids = list(assignments) if assignments else course.assignments()
-    reports = [analyse(aid, submitted, against, book, threshold) for aid in ids]
+    reports = [analyse(aid, submitted, against, book, threshold, jobs) for aid in ids]
     if not assignments:
         reports = [r for r in reports if r.compared or r.too_little or r.unreadable]
     out = Path(out)
