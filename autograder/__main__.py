@@ -111,8 +111,12 @@ def main(argv=None):
         threshold = similarity.THRESHOLD if args.threshold is None else args.threshold
         if not 0.0 < threshold <= 1.0 or args.jobs < 1:
             p.error("--threshold between 0 (excluded) and 1, and --jobs >= 1 please")
-        reports = similarity.run(args.submitted, args.out, args.assignment, args.against,
-                                 threshold=threshold, jobs=args.jobs)
+        try:
+            reports = similarity.run(args.submitted, args.out, args.assignment, args.against,
+                                     threshold=threshold, jobs=args.jobs)
+        except OSError as exc:
+            print(f"cannot write the similarity report: {exc}", file=sys.stderr)
+            return 2
         for r in reports:
             print(f"{r.assignment}: {r.compared} notebooks compared, {len(r.flagged)} similar "
                   f"pairs and {len(r.reference_flagged)} similar to the reference "

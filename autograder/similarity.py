@@ -72,6 +72,7 @@ THRESHOLD = 0.5         # pairs from this score on are flagged and shown side by
 COMMON_SHARE = 0.2      # a fragment in more than this share of the notebooks is an idiom
 COMMON_MIN = 10         # ... and in more than this many
 MAX_SOURCE = 100_000    # characters of one answer cell looked at
+PARALLEL_MIN = 8        # notebooks per process below which reading in one process is faster
 MAX_SHOWN = 25          # flagged pairs shown side by side, per assignment
 MAX_LINES = 300         # lines of one function shown
 MAX_FUNCTIONS = 8       # functions of one pair shown side by side
@@ -395,7 +396,7 @@ def collect(submitted, m, term="", jobs=1):
     work = [(f"{term}/{sid}" if term else sid, term, path)
             for sid, aid, path, _, _ in find_submissions(submitted_folder(submitted), {m.assignment})
             if aid == m.assignment and path is not None]
-    if jobs > 1 and len(work) >= 8 * jobs:   # tokenising is the cost: spread it over the cores
+    if jobs > 1 and len(work) >= PARALLEL_MIN * jobs:   # tokenising is the cost: spread it
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(jobs, initializer=_set_material, initargs=(m,)) as pool:
             read = list(pool.map(_read, work, chunksize=max(1, len(work) // (4 * jobs))))
@@ -744,6 +745,8 @@ def html_text(reports, against=()):
 def _write(path, text):
     """Replace ``path`` whole (a link there is replaced, never followed)."""
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise OSError(f"{path} is a folder (a student's of that name?): the report is not written")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="") as f:

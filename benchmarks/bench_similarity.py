@@ -24,6 +24,7 @@ asserts: numbers.
 """
 import argparse
 import ast
+import json
 import os
 import random
 import resource
@@ -153,16 +154,25 @@ def build_class(aid, n, rings, seed=0):
         path = folder / name / aid / f"{aid}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(notebook(release, answers[name]), path)
+    (folder / "planted.json").write_text(json.dumps(
+        {"planted": [sorted(p) for p in planted], "pasted": sorted(pasted)}))
     return folder, planted, pasted
 
 
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def load_class(aid, n, rings):
+    """The class ``build_class`` wrote, if it is there."""
+    folder = WORK / f"submitted-{n}-{rings}"
+    data = json.loads((folder / "planted.json").read_text())
+    return folder, {frozenset(p) for p in data["planted"]}, set(data["pasted"])
 
 
-def measure(aid, n, rings, jobs):
+def peak_mb(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def measure(aid, n, rings, jobs, reuse=False):
     t0 = time.perf_counter()
-    folder, planted, pasted = build_class(aid, n, rings)
+    folder, planted, pasted = (load_class if reuse else build_class)(aid, n, rings)
     t_build = time.perf_counter() - t0
     base_mb = peak_mb()
 
@@ -188,8 +198,8 @@ def measure(aid, n, rings, jobs):
     total = time.perf_counter() - t0
     pairs = n * (n - 1) // 2
     top = {frozenset((p.a, p.b)) for p in r.pairs[:len(planted)]}
-    print(f"{aid}: {n} students ({rings} rings of {int(0.9 * similarity.common_limit(n))}), {jobs} jobs, "
-          f"class written in {t_build:.1f} s")
+    print(f"{aid}: {n} students ({rings} rings of {int(0.9 * similarity.common_limit(n))}), "
+          f"{jobs} jobs, class {'read back' if reuse else 'written'} in {t_build:.1f} s")
     print(f"  similarity.run: {total:.2f} s for {pairs} pairs = {pairs / total:,.0f} pairs/s")
     for name, t in stages.items():
         print(f"    {name:12s} {t:6.2f} s")
@@ -204,7 +214,8 @@ def measure(aid, n, rings, jobs):
     scores = sorted(p.score for p in r.pairs if frozenset((p.a, p.b)) in planted)
     print(f"  planted pairs' scores {scores[0]:.2f} to {scores[-1]:.2f}; "
           f"highest other pair {max(others, default=0):.2f}")
-    print(f"  peak memory {peak_mb():.0f} MB (after writing the class: {base_mb:.0f} MB)")
+    print(f"  peak memory {peak_mb():.0f} MB (before the run: {base_mb:.0f} MB; "
+          f"largest reading process {peak_mb(resource.RUSAGE_CHILDREN):.0f} MB)")
     return total
 
 
@@ -215,15 +226,20 @@ def main():
     p.add_argument("--rings", type=int, default=0)
     p.add_argument("--scaling", action="store_true")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--reuse", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.scaling:
+    if args.scaling:   # each class written by one process, compared in a fresh one
         for n in (args.students // 4, args.students // 2, args.students):
-            subprocess.run([sys.executable, __file__, "--students", str(n),
-                            "--assignment", args.assignment, "--rings", str(args.rings),
-                            "--jobs", str(args.jobs)],
-                           check=True)
+            common = [sys.executable, __file__, "--students", str(n), "--assignment",
+                      args.assignment, "--rings", str(args.rings), "--jobs", str(args.jobs)]
+            subprocess.run(common + ["--build-only"], check=True)
+            subprocess.run(common + ["--reuse"], check=True)
         return
-    measure(args.assignment, args.students, args.rings, args.jobs)
+    if args.build_only:
+        build_class(args.assignment, args.students, args.rings)
+        return
+    measure(args.assignment, args.students, args.rings, args.jobs, args.reuse)
 
 
 if __name__ == "__main__":

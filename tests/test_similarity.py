@@ -299,6 +299,12 @@ def test_command_line_and_grade_flag(klass, tmp_path, monkeypatch, capsys):
     assert not list((graded / "ana").rglob("similarity*"))
     with pytest.raises(SystemExit):
         cli.main(["similarity", str(klass), "--out", str(out), "--assignment", "no_such"])
+    # a folder where the page goes (a student named so) is never written into
+    blocked = tmp_path / "blocked"
+    (blocked / "similarity.html").mkdir(parents=True)
+    assert cli.main(["similarity", str(klass), "--out", str(blocked), "--assignment", AID]) == 2
+    assert not list((blocked / "similarity.html").iterdir())
+    assert "cannot write the similarity report" in capsys.readouterr().err
 
 
 # --- In a browser: axe-core on the report --------------------------------------------
@@ -370,3 +376,13 @@ def test_per_function_scores_from_the_shared_fingerprints_equal_the_direct_ones(
                 assert fast == similarity.function_scores(a.own, b.own)
                 checked += bool(fast)
     assert checked > 10
+
+
+def test_reading_in_parallel_reads_the_same(klass, monkeypatch):
+    m = similarity.material(AID)
+    alone = similarity.collect(klass, m, jobs=1)
+    monkeypatch.setattr(similarity, "PARALLEL_MIN", 0)
+    together = similarity.collect(klass, m, jobs=2)
+    assert [(a.label, a.sources, a.raw) for a in alone.answers] == \
+        [(a.label, a.sources, a.raw) for a in together.answers]
+    assert len(alone.answers) == 12 and alone.unreadable == together.unreadable == []
