@@ -386,3 +386,25 @@ def test_reading_in_parallel_reads_the_same(klass, monkeypatch):
     assert [(a.label, a.sources, a.raw) for a in alone.answers] == \
         [(a.label, a.sources, a.raw) for a in together.answers]
     assert len(alone.answers) == 12 and alone.unreadable == together.unreadable == []
+
+
+def test_the_hostile_corpus_is_read_without_harm(tmp_path):
+    """Every submission of tests/hostile (broken files, odd cells, links, FIFOs,
+    invalid names and text) goes through the report: nothing breaks, nothing
+    is followed, and the page holds no markup of theirs."""
+    from tests.hostile import AID as HOSTILE_AID, CASES, Context
+    sub, out = tmp_path / "submitted", tmp_path / "out"
+    ctx = Context(release(HOSTILE_AID), filled(HOSTILE_AID), tmp_path / "course", out, ROOT)
+    for case in CASES:
+        folder = sub / os.fsdecode(case.folder if case.folder is not None else case.name) / HOSTILE_AID
+        folder.mkdir(parents=True)
+        if case.layout:
+            case.build(ctx, folder)
+        else:
+            (folder / f"{HOSTILE_AID}.ipynb").write_bytes(case.build(ctx))
+    r = similarity.run(sub, out, [HOSTILE_AID])[0]
+    assert r.compared + r.too_little + r.unreadable >= len(CASES) - 5   # absent: no notebook
+    assert r.unreadable >= 1
+    page = (out / "similarity.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    assert sorted(p.name for p in out.iterdir()) == ["similarity.csv", "similarity.html"]
