@@ -105,6 +105,11 @@ def main(argv=None):
         for folder in args.against:
             if not Path(folder).is_dir():
                 p.error(f"no such folder: {folder}")
+        from .nbgrader_course import submitted_folder
+        students = submitted_folder(args.submitted).resolve()
+        if students in [Path(args.out).resolve(), *Path(args.out).resolve().parents]:
+            p.error(f"--out {args.out} is among the students' folders: the report is the "
+                    "instructor's, put it elsewhere")
         unknown = sorted(set(args.assignment or []) - set(course.assignments()))
         if unknown:
             p.error(f"not an assignment of this course: {', '.join(unknown)}")

@@ -299,6 +299,11 @@ def test_command_line_and_grade_flag(klass, tmp_path, monkeypatch, capsys):
     assert not list((graded / "ana").rglob("similarity*"))
     with pytest.raises(SystemExit):
         cli.main(["similarity", str(klass), "--out", str(out), "--assignment", "no_such"])
+    # never among the students' folders
+    for inside in (klass, klass / "ana"):
+        with pytest.raises(SystemExit):
+            cli.main(["similarity", str(klass), "--out", str(inside)])
+        assert not (inside / "similarity.html").exists()
     # a folder where the page goes (a student named so) is never written into
     blocked = tmp_path / "blocked"
     (blocked / "similarity.html").mkdir(parents=True)
