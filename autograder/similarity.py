@@ -99,7 +99,8 @@ _LEX = re.compile(r"""
 | (?P<string>[rRbBuUfF]{0,2}(?:'''[\s\S]*?(?:'''|\Z)|\"\"\"[\s\S]*?(?:\"\"\"|\Z)
                             |'(?:\\.|[^'\\\n])*'?|"(?:\\.|[^"\\\n])*"?))
 | (?P<name>[^\W\d]\w*)
-| (?P<number>\d[\w.]*)
+| (?P<number>0[xXoObB]\w+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d[\d_]*)?[jJ]?)
+| (?P<continuation>\\\n)
 | (?P<newline>\n)
 | (?P<op>\*\*=?|//=?|->|:=|<<=?|>>=?|[-+*/%@&|^<>=!]=|[^\s\w])
 """, re.X)
@@ -109,17 +110,25 @@ _LEX_TYPES = {"comment": tokenize.COMMENT, "string": tokenize.STRING, "name": to
 
 def _lex(source):
     """(type, text, line) by a plain lexer: for text ``tokenize`` refuses
-    (a student's unfinished cell)."""
+    (a student's unfinished cell).  As ``tokenize``, a line break inside
+    brackets or after a backslash does not end a statement."""
     starts = [m.end() for m in re.finditer("\n", source)]
-    return [(_LEX_TYPES[m.lastgroup], m.group(), bisect.bisect_right(starts, m.start()) + 1)
-            for m in _LEX.finditer(source)]
+    found, depth = [], 0
+    for m in _LEX.finditer(source):
+        kind, text = m.lastgroup, m.group()
+        if kind == "continuation" or (kind == "newline" and depth > 0):
+            continue
+        if kind == "op":
+            depth = max(0, depth + (text in "([{") - (text in ")]}"))
+        found.append((_LEX_TYPES[kind], text, bisect.bisect_right(starts, m.start()) + 1))
+    return found
 
 
 def _raw_tokens(source):
     try:
         return [(t.type, t.string, t.start[0])
                 for t in tokenize.generate_tokens(io.StringIO(source).readline)]
-    except (Exception, RecursionError):   # TokenError, IndentationError, null bytes ...
+    except Exception:   # TokenError, IndentationError, null bytes, too deep ...
         return _lex(source)
 
 
@@ -233,7 +242,7 @@ def pieces(source, grade_id, cell_function, graded, stub=""):
     tokens = normalised(source, skip)
     try:
         body = ast.parse(source).body
-    except (Exception, RecursionError):
+    except Exception:   # SyntaxError, null bytes, too deep (RecursionError) ...
         body = None
     if not body:
         nlines = source.count("\n") + 1

@@ -413,3 +413,16 @@ def test_the_hostile_corpus_is_read_without_harm(tmp_path):
     page = (out / "similarity.html").read_text(encoding="utf-8")
     assert "<script" not in page.lower()
     assert sorted(p.name for p in out.iterdir()) == ["similarity.csv", "similarity.html"]
+
+
+def test_the_fallback_lexer_reads_valid_code_as_tokenize_does(monkeypatch):
+    """For text tokenize refuses, a plain lexer takes over; on valid code the two
+    give the same tokens, so a cell with one broken line compares as it should."""
+    m = similarity.material(AID)
+    sources = list(m.reference.values()) + [s for answers in INDEPENDENT.values()
+                                            for s in answers.values()]
+    sources += [s for _, answers in COPIES.values() for s in answers.values()]
+    sources.append("x = 1e-8 + .5 * 0x1F - 2j + 1_000\ny = f(a,\n      b) + \\\n    c\n")
+    want = [similarity.normalised(s) for s in sources]
+    monkeypatch.setattr(similarity, "_raw_tokens", similarity._lex)
+    assert [similarity.normalised(s) for s in sources] == want
