@@ -42,6 +42,9 @@ comparisons; pair counts are accumulated one student at a time, and only
 pairs scored ``LIST_FLOOR`` or more are kept (memory: the fingerprints, the
 index, and those pairs).
 
+Earlier terms' submissions (``--against``) are compared with this class's,
+never with each other; their fragments count towards the idiom limit.
+
 The report is the instructor's: it is written at the top of OUT, never in a
 student's folder.  It says "similar", never more: a similarity is a reason
 to look, not a finding.

@@ -215,7 +215,7 @@ def measure(aid, n, rings, jobs, reuse=False):
     print(f"  planted pairs' scores {scores[0]:.2f} to {scores[-1]:.2f}; "
           f"highest other pair {max(others, default=0):.2f}")
     print(f"  peak memory {peak_mb():.0f} MB (before the run: {base_mb:.0f} MB; "
-          f"largest reading process {peak_mb(resource.RUSAGE_CHILDREN):.0f} MB)")
+          f"largest child process {peak_mb(resource.RUSAGE_CHILDREN):.0f} MB)")
     return total
 
 
