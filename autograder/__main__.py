@@ -107,6 +107,8 @@ def main(argv=None):
                 p.error(f"no such folder: {folder}")
         from .nbgrader_course import submitted_folder
         students = submitted_folder(args.submitted).resolve()
+        if any(submitted_folder(folder).resolve() == students for folder in args.against):
+            p.error("--against names this class's own submissions")
         if students in [Path(args.out).resolve(), *Path(args.out).resolve().parents]:
             p.error(f"--out {args.out} is among the students' folders: the report is the "
                     "instructor's, put it elsewhere")

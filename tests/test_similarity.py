@@ -299,6 +299,8 @@ def test_command_line_and_grade_flag(klass, tmp_path, monkeypatch, capsys):
     assert not list((graded / "ana").rglob("similarity*"))
     with pytest.raises(SystemExit):
         cli.main(["similarity", str(klass), "--out", str(out), "--assignment", "no_such"])
+    with pytest.raises(SystemExit):   # this class is no earlier term
+        cli.main(["similarity", str(klass), "--out", str(out), "--against", str(klass)])
     # never among the students' folders
     for inside in (klass, klass / "ana"):
         with pytest.raises(SystemExit):
