@@ -125,8 +125,8 @@ def main(argv=None):
             print(f"cannot write the similarity report: {exc}", file=sys.stderr)
             return 2
         for r in reports:
-            print(f"{r.assignment}: {r.compared} notebooks compared, {len(r.flagged)} similar "
-                  f"pairs and {len(r.reference_flagged)} similar to the reference "
+            print(f"{r.assignment}: {r.compared} notebook(s) compared, {len(r.flagged)} similar "
+                  f"pair(s) and {len(r.reference_flagged)} similar to the reference "
                   f"(score >= {threshold:g})")
         print(f"for the instructor only: {Path(args.out) / similarity.HTML_NAME} "
               f"and {similarity.CSV_NAME}")

@@ -216,8 +216,7 @@ def fingerprints(tokens):
 # What a student wrote
 
 
-def _text(value):
-    return grade._text(value)
+_text = grade._text   # a cell's source as nbformat allows it (a string or a list of them)
 
 
 @dataclass

@@ -21,7 +21,7 @@ def _cells(text):
     """{function: source} of a block of top-level definitions, one per graded function
     (a helper written before a graded function goes into its cell)."""
     text = textwrap.dedent(text).strip("\n")
-    found, current, pending = {}, [], None
+    found, pending = {}, None
     for block in ("\n" + text).split("\ndef ")[1:]:
         source = "def " + block.rstrip() + "\n"
         name = block.split("(", 1)[0]
