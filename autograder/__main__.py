@@ -28,6 +28,43 @@ def grade(p, args):
         print(f"cannot grade: {exc}", file=sys.stderr)
         return 2
     _summary(args.out, rows)
+    if args.similarity:
+        return main(["similarity", args.submitted, "--out", args.out, "--jobs", str(args.jobs)])
+    return 0
+
+
+def similarity(p, args):
+    """similarity SUBMITTED --out OUT: how similar the code the students wrote is."""
+    from . import course, similarity as sim
+    from .nbgrader_course import submitted_folder
+    if not Path(args.submitted).is_dir():
+        p.error(f"no such folder: {args.submitted}")
+    for folder in args.against:
+        if not Path(folder).is_dir():
+            p.error(f"no such folder: {folder}")
+    students = submitted_folder(args.submitted).resolve()
+    if any(submitted_folder(folder).resolve() == students for folder in args.against):
+        p.error("--against names this class's own submissions")
+    if students in [Path(args.out).resolve(), *Path(args.out).resolve().parents]:
+        p.error(f"--out {args.out} is among the students' folders: the report is the "
+                "instructor's, put it elsewhere")
+    unknown = sorted(set(args.assignment or []) - set(course.assignments()))
+    if unknown:
+        p.error(f"not an assignment of this course: {', '.join(unknown)}")
+    threshold = sim.THRESHOLD if args.threshold is None else args.threshold
+    if not 0.0 < threshold <= 1.0 or args.jobs < 1:
+        p.error("--threshold between 0 (excluded) and 1, and --jobs >= 1 please")
+    try:
+        reports = sim.run(args.submitted, args.out, args.assignment, args.against,
+                          threshold=threshold, jobs=args.jobs)
+    except OSError as exc:
+        print(f"cannot write the similarity report: {exc}", file=sys.stderr)
+        return 2
+    for r in reports:
+        print(f"{r.assignment}: {r.compared} notebook(s) compared, {len(r.flagged)} similar "
+              f"pair(s) and {len(r.reference_flagged)} similar to the reference "
+              f"(score >= {threshold:g})")
+    print(f"for the instructor only: {Path(args.out) / sim.HTML_NAME} and {sim.CSV_NAME}")
     return 0
 
 
@@ -116,6 +153,26 @@ def parser():
     g.add_argument("--resume", action="store_true",
                    help="skip submissions OUT already holds, graded from the same notebook, "
                         "seed, limits and course")
+    g.add_argument("--similarity", action="store_true",
+                   help="then write OUT/similarity.csv and OUT/similarity.html (as the "
+                        "similarity command)")
+
+    s = sub.add_parser("similarity", help="how similar the code the students wrote is "
+                                          "(for the instructor)")
+    s.set_defaults(run=similarity)
+    s.add_argument("submitted", help="folder SUBMITTED/<student_id>/<assignment>/<assignment>.ipynb, "
+                                     "or an nbgrader course root holding submitted/")
+    s.add_argument("--out", required=True,
+                   help="where similarity.csv and similarity.html go (not a student's folder)")
+    s.add_argument("--against", action="append", default=[], metavar="DIR",
+                   help="an earlier term's submissions (same layout) to compare this class "
+                        "with; may be repeated")
+    s.add_argument("--assignment", action="append", metavar="ID",
+                   help="compare this assignment only (may be repeated; default: all)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="flag and show side by side the pairs from this score on (default 0.5)")
+    s.add_argument("--jobs", type=int, default=os.cpu_count(),
+                   help="processes reading the notebooks (default: cores)")
 
     r = sub.add_parser("render", help="render every file of OUT again from its records and "
                                       "the gradebook (after manual grading, say)")

@@ -34,8 +34,9 @@ from .store import Store, key
 # of names a tool may add next to them (gradebook.db-journal, say).
 RESERVED = {"grades.csv", "grades-wide.csv", "grading.json", "class-report.html",
             "autograded", "feedback", "submitted", "source", "release", "downloaded",
-            "nbgrader_config.py", "records", "return"}
-RESERVED_PREFIXES = ("gradebook", "grades", "grading", "class-report")
+            "nbgrader_config.py", "records", "return", "similarity.csv", "similarity.html"}
+RESERVED_PREFIXES = ("gradebook", "grades", "grading", "class-report", "similarity",
+                     "nbgrader-grades")
 ID_PATTERN = re.compile(r"\w[\w.@+-]{0,99}")
 
 
