@@ -491,7 +491,8 @@ def config_text(db_url, default_db):
             "c.CourseDirectory.root = root\n"
             f"c.CourseDirectory.db_url = {db}\n"
             "# `nbgrader export` writes beside the grader's own grades.csv, never over it\n"
-            'c.CsvExportPlugin.to = os.path.join(root, "nbgrader-grades.csv")\n')
+            "# (ExportPlugin, not CsvExportPlugin: `nbgrader export --to=FILE` still wins)\n"
+            'c.ExportPlugin.to = os.path.join(root, "nbgrader-grades.csv")\n')
 
 
 class CourseRoot:

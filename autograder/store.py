@@ -43,8 +43,10 @@ def key(path, aid, seed, limits):
         h.update(Path(path).read_bytes() if path is not None else b"<missing>")
     except OSError:
         h.update(b"<unreadable>")
-    h.update(json.dumps([aid, seed, dataclasses.asdict(limits)], sort_keys=True,
-                        default=str).encode())
+    # Numbers by value: Limits(cell_timeout=20) and Limits(cell_timeout=20.0) are equal.
+    values = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+              for k, v in dataclasses.asdict(limits).items()}
+    h.update(json.dumps([aid, seed, values], sort_keys=True, default=str).encode())
     if aid in course.assignments():
         h.update(course.digest(aid).encode())
     h.update(_grader_digest())

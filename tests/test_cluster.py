@@ -23,7 +23,7 @@ from tests.conftest import ROOT, filled, records, release, returned
 from tests.test_hostile import AID, fence, hanging_grade_one, run_cli
 
 TIMEOUT = 20  # --timeout per cell: far above what these notebooks take
-COMPARED = ("grades.csv", "grades-wide.csv")
+COMPARED = ("grades.csv", "grades-wide.csv", "class-report.html")
 STUDENTS = ("ada", "brook", "cato", "crasher", "dara", "victim")
 
 
@@ -64,16 +64,18 @@ def graded(tmp_path_factory):
 
 def outputs(out):
     """{relative path: bytes} of the files that must not depend on where grading ran:
-    the class's spreadsheets, the records, and every file of the students' folders."""
+    the class's spreadsheets and report, the records, every file of the students'
+    folders, and the autograded notebooks the formgrader shows."""
     files = [out / name for name in COMPARED]
     files += sorted(out.glob("records/*/*.json")) + sorted(out.glob("return/*/*/*"))
+    files += sorted(out.glob("autograded/*/*/*.ipynb"))
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
 def student_of(path):
     """The student a path of ``outputs`` belongs to (None: the class's files)."""
     parts = Path(path).parts
-    return parts[1] if parts[0] in ("records", "return") else None
+    return parts[1] if parts[0] in ("records", "return", "autograded") else None
 
 
 def gradebook(out):
@@ -100,7 +102,8 @@ def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
                    "--timeout", TIMEOUT, "--quiet")
     assert proc.returncode == 0, proc.stderr
     want, got = outputs(pooled), outputs(out)
-    assert len(want) == 2 + 4 * len(STUDENTS)  # a record and three returned files each
+    # a record, three returned files and an autograded notebook each
+    assert len(want) == len(COMPARED) + 5 * len(STUDENTS)
     assert got.keys() == want.keys()
     assert [p for p in want if got[p] != want[p]] == []
     book = gradebook(out)
@@ -149,7 +152,7 @@ def test_a_killed_worker_costs_a_retry_and_a_worker_killer_its_own_row(graded, t
     assert crashed.status is model.Status.CRASHED and crashed.notes[-1] == jobs.STOPPED_THE_GRADER
     want, got = outputs(graded_by_pool), outputs(out)
     others = [p for p in want if student_of(p) not in (None, "crasher")]
-    assert len(others) == 4 * (len(STUDENTS) - 1)
+    assert len(others) == 5 * (len(STUDENTS) - 1)
     assert [p for p in others if got.get(p) != want[p]] == []
     assert by["victim"].status == "graded"
     assert by["victim"].score == course.load(AID).max_score

@@ -355,3 +355,18 @@ def test_grading_requirements_are_pinned_as_the_full_environment():
     for package, version in grading.items():
         assert constraints.get(package) == version, package
     assert "-e ." not in (ROOT / "requirements-grading.txt").read_text()
+
+
+def test_the_key_of_a_grade_depends_on_values_not_their_spelling(tmp_path):
+    """--resume keeps a record graded under equal limits (20 s or 20.0 s), and
+    only those: the key changes with the limits, the seed and the notebook."""
+    from autograder import store
+    from autograder.model import Limits
+    p = tmp_path / "x.ipynb"
+    nbformat.write(filled(AID0), p)
+    k = store.key(p, AID0, 0, Limits(cell_timeout=20.0))
+    assert store.key(p, AID0, 0, Limits(cell_timeout=20)) == k
+    assert store.key(p, AID0, 0, Limits(cell_timeout=21.0)) != k
+    assert store.key(p, AID0, 1, Limits(cell_timeout=20.0)) != k
+    nbformat.write(release(AID0), p)
+    assert store.key(p, AID0, 0, Limits(cell_timeout=20.0)) != k
