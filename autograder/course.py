@@ -38,7 +38,8 @@ committed learner notebook by the grader (``expected``): the learner's
 notebook and the grader compare with the very same numbers, and no learner
 notebook holds code that computes a graded function.  The EXPECTED block
 becomes ``want = expected("<grade_id>")`` and every test cell ends with
-``report_checks()``.
+``report_checks()`` (an extra-credit cell with ``report_checks(optional=True)``:
+left untouched, it reports the part as not attempted instead of failing).
 """
 import ast
 import base64
@@ -294,6 +295,7 @@ def checks_source(without=()):
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 EXPECTED_BEGIN, EXPECTED_END = "### BEGIN EXPECTED", "### END EXPECTED"
 REPORT = "report_checks()"
+REPORT_OPTIONAL = "report_checks(optional=True)"  # an extra-credit cell: untouched, it passes
 EXPECTED_CELL = "expected_values"  # grade_id of the notebook cell holding them
 
 
@@ -317,7 +319,8 @@ def test_source(cell):
     if block:
         indent = re.match(r"\s*", block[0]).group() if block[0].strip() else ""
         middle = [f'{indent}want = expected("{cell.grade_id}")']
-    return "\n".join(before + middle + after).rstrip() + "\n" + REPORT
+    report = REPORT_OPTIONAL if cell.extra_credit else REPORT
+    return "\n".join(before + middle + after).rstrip() + "\n" + report
 
 
 def visible_source(cell):
@@ -361,7 +364,7 @@ def hidden_source(cell):
             line, inside = indent + "_checks._hidden = False", False
         elif inside:
             hidden.add(n)
-        if line.strip() != REPORT:
+        if line.strip() not in (REPORT, REPORT_OPTIONAL):
             lines.append(line)
     tree = _DropVisibleChecks(hidden).visit(ast.parse("\n".join(lines)))
     return ast.unparse(ast.fix_missing_locations(tree))
