@@ -46,23 +46,35 @@ class ChecksFailed(AssertionError):
 
 
 @contextlib.contextmanager
-def check(name, weight=1.0, needs=None):
+def check(name, weight=1.0, needs=None, inputs=None):
     """One named check; ``name`` starts with the graded function's name.
 
     needs: {"function": (call, expected)}: functions of yours this check
     relies on (a backward pass needs the cache of your forward pass); when
     the check fails, each is called (``call()``) and compared with
-    ``expected``, and a wrong one is named: "fix it first".
+    ``expected``, and a wrong one is named: "fix it first (its own checks
+    say how)".  A function with no checks in this notebook (one pasted from
+    an earlier exercise) says how in a third entry: (call, expected, how).
+    inputs: {"x": x, ...}: the arrays (or dicts of arrays) the check passes
+    to your functions.  They are put back as they were when the check ends,
+    so a change made in place costs this check only; the failure says so,
+    and the functions in ``needs`` are tried on the original values.
     """
-    untouched = False
+    untouched, kept = False, {k: snapshot(v) for k, v in (inputs or {}).items()}
     try:
         yield
     except Exception as exc:  # a failure of this check only: the other checks still run
         passed, message, untouched = False, _explain(exc), _not_implemented(exc)
-        if needs:
+        changed = _restore(inputs, kept)
+        if changed and "in place" not in message:
+            message = (f"your code changed {', '.join(changed)} in place (functions must not "
+                       f"change their inputs; work on a copy), and then: {message}")
+        elif needs:
             message = _prerequisite(needs) or message
+            _restore(inputs, kept)  # what the probes changed
     else:
         passed, message = True, ""
+        _restore(inputs, kept)
     if _results is not None:
         _results.append({"name": name, "weight": float(weight), "hidden": _hidden,
                          "passed": passed, "message": message})
@@ -72,6 +84,28 @@ def check(name, weight=1.0, needs=None):
         print(f"✓ {name}")
     else:
         print(f"✗ {name}:\n    " + message.replace("\n", "\n    "))
+
+
+def _restore(inputs, kept):
+    """Put the arrays of ``inputs`` back to ``kept`` in place; the names of those that changed."""
+    changed = []
+    for k, before in kept.items():
+        now = inputs[k]
+        pairs = ([(now, before)] if not isinstance(before, dict)
+                 else [(now.get(j) if isinstance(now, dict) else None, b) for j, b in before.items()])
+        if isinstance(before, dict) and isinstance(now, dict) and set(now) != set(before):
+            for j in set(now) - set(before):
+                del now[j]
+            for j in set(before) - set(now):
+                now[j] = before[j].copy()
+            changed.append(k)
+        for arr, b in pairs:
+            if isinstance(arr, np.ndarray) and arr.shape == b.shape and not np.array_equal(
+                    arr, b, equal_nan=True):
+                np.copyto(arr, b, casting="unsafe")
+                if k not in changed:
+                    changed.append(k)
+    return changed
 
 
 def report_checks(optional=False):
@@ -147,7 +181,7 @@ def _your_frames(exc, limit=6):
 
 def _prerequisite(needs):
     """The message for the first function in ``needs`` that gives wrong values."""
-    for fn, (call, want) in needs.items():
+    for fn, (call, want, *how) in needs.items():
         try:
             got = call()
             wants = want if isinstance(want, tuple) else (want,)
@@ -159,7 +193,7 @@ def _prerequisite(needs):
             ok = False
         if not ok:
             return (f"this check uses your {fn}, which gives wrong values here: "
-                    f"fix {fn} first (its own checks say how)")
+                    f"fix {fn} first ({how[0] if how else 'its own checks say how'})")
     return None
 
 

@@ -13,11 +13,12 @@ runs the reference functions and the notebook runs the learner's:
     softmax_cross_entropy(logits, y) -> (loss, dlogits), mean over rows   chapter 1
     adam_step(params, grads, state, lr) -> (params, state)             chapter 1
     clip_grad_norm(grads, max_norm) -> (grads, norm)                   chapter 2, optional
+    bits_per_char(logits, y, mask=None) -> (bits, perplexity)          chapter 2
 
 The model reads one-hot characters x(t) of size K (the vocabulary), runs an
 LSTM with H units (keys ``W_* R_* p_* b_*`` of chapter 3) and reads out
 
-    o(t) = W_y y(t) + b_y,    p(next character) = softmax(o(t)),
+    v(t) = W_y y(t) + b_y,    p(next character) = softmax(v(t)),
 
 with ``W_y (K, H)`` and ``b_y (K,)`` in the same dict.  Text is handled as
 integer ids; a long text is cut into N contiguous streams stored
@@ -217,24 +218,25 @@ def run_states(params, x_ids, y, c, *, lstm_step_forward):
     return y, c
 
 
-def bits_per_char(params, streams, *, lstm_step_forward):
+def held_out_bits(params, streams, *, lstm_step_forward, bits_per_char):
     """Cross-entropy of the model on held-out text, in bits per character.
 
     streams: (L, N) ids, N contiguous pieces of the text -> float.  Each
     stream starts from the zero state; its first character is read, every
     later one is predicted from all characters before it in its stream:
-    the mean of -log2 p(character) over the (L - 1) N predictions.
+    the mean of -log2 p(character) over the (L - 1) N predictions, as
+    ``bits_per_char`` of chapter 2 computes it from the read-out's logits.
     """
     W_y, b_y = params["W_y"], params["b_y"]
     K, H = W_y.shape
     L, N = streams.shape
     lstm = _lstm_part(params)
     y, c = np.zeros((N, H)), np.zeros((N, H))
-    rows, nats = np.arange(N), 0.0
+    logits = np.empty((L - 1, N, K))
     for t in range(L - 1):
         y, c, _ = lstm_step_forward(_one_hot(streams[t], K), y, c, lstm)
-        nats -= log_softmax(y @ W_y.T + b_y)[rows, streams[t + 1]].sum()
-    return float(nats / ((L - 1) * N) / np.log(2.0))
+        logits[t] = y @ W_y.T + b_y
+    return bits_per_char(logits, streams[1:])[0]
 
 
 def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward):
@@ -362,11 +364,12 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
     c, f = config, functions
     K = len(vocab)
     steps = dict(lstm_step_forward=f["lstm_step_forward"])
+    evaluate = dict(steps, bits_per_char=f["bits_per_char"])
     val_streams = f["batchify"](val_ids, c["val_streams"])
     curve, samples, start = [], {}, time.perf_counter()
 
     def report(update, params, losses):
-        curve.append((update, bits_per_char(params, val_streams, **steps),
+        curve.append((update, held_out_bits(params, val_streams, **evaluate),
                       float(np.mean(losses[-25:]) / np.log(2.0)) if losses else float("nan")))
         if update in c["sample_at"]:
             for tau in c["temperatures"]:

@@ -288,6 +288,29 @@ def masked_temporal_softmax_cross_entropy(logits, y, mask):
     return float(loss), np.where(mask[:, :, None], dlogits / N, 0.0)
 
 
+def bits_per_char(logits, y, mask=None):
+    """How well a model predicts text: cross-entropy in bits per character, and perplexity.
+
+    logits: (T, N, K), y: (T, N) integer labels, mask: (T, N) booleans, True
+    at the real steps, or None (every step is real)
+    -> (bits, perplexity), two Python floats: bits is the mean over the real
+       steps of -log2 softmax(logits)[y] (in bits: log base 2; the mean over
+       the real steps only, whatever N and T); perplexity = 2 ** bits.
+
+    Computed from ``masked_temporal_softmax_cross_entropy``.  Raises
+    ValueError if no step is real.
+    """
+    T, N = np.shape(y)
+    mask = np.ones((T, N), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    real = int(mask.sum())
+    if real == 0:
+        raise ValueError("no real step to average over")
+    loss, _ = masked_temporal_softmax_cross_entropy(logits, y, mask)
+    # the loss is in nats and divided by N; a character's share is loss * N / real
+    bits = loss * N / real / np.log(2.0)
+    return float(bits), float(2.0 ** bits)
+
+
 def batchify(ids, N):
     """Cut one long sequence into N contiguous streams, stored time-major.
 
