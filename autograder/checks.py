@@ -197,6 +197,16 @@ def _prerequisite(needs):
     return None
 
 
+def missing_function(exc):
+    """What a demo says when it met a stub (``exc``, a NotImplementedError): the
+    name of your function to write first, the one whose stub raised it."""
+    tb, name = exc.__traceback__, None
+    while tb is not None:
+        name, tb = tb.tb_frame.f_code.co_name, tb.tb_next
+    return (f"This cell runs your {name}, which is not written yet: write it, run its cell "
+            "(and its checks), then run this cell again.")
+
+
 def fail(message):
     raise CheckFailed(message)
 

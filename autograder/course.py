@@ -152,6 +152,56 @@ class Assignment:
         return Policy(getattr(ref, "MUTATES", {}), signatures_of(ref, self.functions))
 
 
+def _heading(markdown):
+    """The last heading of a Markdown text, printable and short, or None."""
+    found = [line.strip().lstrip("#").strip() for line in str(markdown).splitlines()
+             if line.lstrip().startswith("#")]
+    found = [h for h in found if h]
+    return "".join(ch for ch in found[-1] if ch.isprintable())[:60] if found else None
+
+
+def _under(heading):
+    return f"under the heading '{heading}'" if heading else "at the top of the notebook"
+
+
+def cell_label(assignment, gid):
+    """How messages name a cell of the course (Jupyter shows no cell numbers): an
+    answer cell by its functions, a read-only cell by the heading above it and its
+    first line."""
+    heading = None
+    for c in assignment.cells:
+        if c.kind == "markdown":
+            heading = _heading(c.source) or heading
+        elif c.grade_id == gid:
+            if c.kind == "answer":
+                return f"<your answer cell for {', '.join(c.functions)}>"
+            first = next((line.strip() for line in c.source.splitlines() if line.strip()), "")
+            return f"<read-only cell {_under(heading)}, starting '{first[:40]}'>"
+    return f"<cell {gid}>"
+
+
+def own_cell_labels(cells, own):
+    """{index: label} for the learner's own code cells of a notebook: ``cells`` are its
+    cell dicts, ``own`` the indices of the code cells that are the learner's own.  Each is
+    named by the heading above it and its rank there ("your own cell 2 under the
+    heading '3. The whole sequence'")."""
+    labels, heading, count = {}, None, 0
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            continue
+        if cell.get("cell_type") == "markdown":
+            src = cell.get("source", "")
+            if isinstance(src, list):
+                src = "".join(v for v in src if isinstance(v, str))
+            h = _heading(src if isinstance(src, str) else "")
+            if h:
+                heading, count = h, 0
+        elif i in own:
+            count += 1
+            labels[i] = f"<your own cell {count} {_under(heading)}>"
+    return labels
+
+
 def grade_id(cell):
     """The nbgrader ``grade_id`` of a notebook cell, or None.
 

@@ -11,6 +11,7 @@ runs the reference functions and the notebook runs the learner's:
     lstm_backward(dy, cache) -> (dx, dy0, dc0, grads)                  chapter 3
     lstm_step_forward(x_t, y_prev, c_prev, params) -> (y_t, c_t, cache)  chapter 3
     softmax_cross_entropy(logits, y) -> (loss, dlogits), mean over rows   chapter 1
+    dense_forward(x, W, b) -> (z, cache), dense_backward(dz, cache) -> (dx, dW, db)  chapter 1
     adam_step(params, grads, state, lr) -> (params, state)             chapter 1
     clip_grad_norm(grads, max_norm) -> (grads, norm)                   chapter 2, optional
     bits_per_char(logits, y, mask=None) -> (bits, perplexity)          chapter 2
@@ -18,7 +19,7 @@ runs the reference functions and the notebook runs the learner's:
 The model reads one-hot characters x(t) of size K (the vocabulary), runs an
 LSTM with H units (keys ``W_* R_* p_* b_*`` of chapter 3) and reads out
 
-    v(t) = W_y y(t) + b_y,    p(next character) = softmax(v(t)),
+    l(t) = W_y y(t) + b_y,    p(next character) = softmax(l(t)),
 
 with ``W_y (K, H)`` and ``b_y (K,)`` in the same dict.  Text is handled as
 integer ids; a long text is cut into N contiguous streams stored
@@ -182,7 +183,7 @@ def _one_hot(ids, K):
 
 
 def char_loss_and_grads(params, x_ids, target_ids, y0, c0, *, lstm_forward, lstm_backward,
-                        softmax_cross_entropy):
+                        softmax_cross_entropy, dense_forward, dense_backward):
     """Loss per character and gradients of the model on one chunk of streams.
 
     x_ids, target_ids: (T, N) ids, the inputs and the characters that follow them;
@@ -194,11 +195,12 @@ def char_loss_and_grads(params, x_ids, target_ids, y0, c0, *, lstm_forward, lstm
     W_y, b_y = params["W_y"], params["b_y"]
     K, H = W_y.shape
     y, cache = lstm_forward(_one_hot(x_ids, K), y0, c0, _lstm_part(params))
-    logits = y.reshape(T * N, H) @ W_y.T + b_y
+    # the read-out is a dense layer applied to every step at once: rows are (t, n)
+    logits, read_cache = dense_forward(y.reshape(T * N, H), W_y, b_y)
     loss, dlogits = softmax_cross_entropy(logits, target_ids.reshape(T * N))
-    grads = lstm_backward((dlogits @ W_y).reshape(T, N, H), cache)[3]
-    grads["W_y"] = dlogits.T @ y.reshape(T * N, H)
-    grads["b_y"] = dlogits.sum(axis=0)
+    dy, dW_y, db_y = dense_backward(dlogits, read_cache)
+    grads = lstm_backward(dy.reshape(T, N, H), cache)[3]
+    grads["W_y"], grads["b_y"] = dW_y, db_y
     return loss, grads
 
 
@@ -218,7 +220,7 @@ def run_states(params, x_ids, y, c, *, lstm_step_forward):
     return y, c
 
 
-def held_out_bits(params, streams, *, lstm_step_forward, bits_per_char):
+def held_out_bits(params, streams, *, lstm_step_forward, dense_forward, bits_per_char):
     """Cross-entropy of the model on held-out text, in bits per character.
 
     streams: (L, N) ids, N contiguous pieces of the text -> float.  Each
@@ -235,11 +237,11 @@ def held_out_bits(params, streams, *, lstm_step_forward, bits_per_char):
     logits = np.empty((L - 1, N, K))
     for t in range(L - 1):
         y, c, _ = lstm_step_forward(_one_hot(streams[t], K), y, c, lstm)
-        logits[t] = y @ W_y.T + b_y
+        logits[t] = dense_forward(y, W_y, b_y)[0]
     return bits_per_char(logits, streams[1:])[0]
 
 
-def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward):
+def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward, dense_forward):
     """Let the model write n characters after reading ``prime``.
 
     vocab: str of K characters; prime: a non-empty str over vocab; n: int;
@@ -259,7 +261,7 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward)
     nxt, out = int(encode(prime[-1], vocab)[0]), []
     for _ in range(n):
         y, c, _ = lstm_step_forward(_one_hot([nxt], K), y, c, lstm)
-        o = y[0] @ W_y.T + b_y
+        o = dense_forward(y, W_y, b_y)[0][0]
         # temperature 0 is the limit of ever sharper distributions: the argmax
         nxt = int(np.argmax(o)) if temperature == 0 else int(rng.choice(K, p=softmax(o / temperature)))
         out.append(vocab[nxt])
@@ -271,8 +273,9 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward)
 
 
 def train_char_lstm(params, streams, updates, seq_len, lr, *, lstm_forward, lstm_backward,
-                    lstm_step_forward, softmax_cross_entropy, adam_step,
-                    clip_grad_norm=None, max_norm=5.0, report=None, report_every=100):
+                    lstm_step_forward, softmax_cross_entropy, adam_step, dense_forward,
+                    dense_backward, clip_grad_norm=None, max_norm=5.0, report=None,
+                    report_every=100):
     """Truncated BPTT with Adam over contiguous streams of text.
 
     params: initial parameters (``init_char_lstm``); streams: (L, N) ids
@@ -304,7 +307,8 @@ def train_char_lstm(params, streams, updates, seq_len, lr, *, lstm_forward, lstm
         x_ids, target_ids = streams[s:s + seq_len], streams[s + 1:s + seq_len + 1]
         loss, grads = char_loss_and_grads(params, x_ids, target_ids, y, c, lstm_forward=lstm_forward,
                                           lstm_backward=lstm_backward,
-                                          softmax_cross_entropy=softmax_cross_entropy)
+                                          softmax_cross_entropy=softmax_cross_entropy,
+                                          dense_forward=dense_forward, dense_backward=dense_backward)
         # the next chunk starts where this one ended (computed with the
         # parameters before this update, as in chapter 2's truncated BPTT)
         y, c = run_states(params, x_ids, y, c, lstm_step_forward=lstm_step_forward)
@@ -363,7 +367,7 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
     """
     c, f = config, functions
     K = len(vocab)
-    steps = dict(lstm_step_forward=f["lstm_step_forward"])
+    steps = dict(lstm_step_forward=f["lstm_step_forward"], dense_forward=f["dense_forward"])
     evaluate = dict(steps, bits_per_char=f["bits_per_char"])
     val_streams = f["batchify"](val_ids, c["val_streams"])
     curve, samples, start = [], {}, time.perf_counter()
@@ -390,6 +394,7 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
         lstm_forward=f["lstm_forward"], lstm_backward=f["lstm_backward"],
         lstm_step_forward=f["lstm_step_forward"],
         softmax_cross_entropy=f["softmax_cross_entropy"], adam_step=f["adam_step"],
+        dense_forward=f["dense_forward"], dense_backward=f["dense_backward"],
         clip_grad_norm=f.get("clip_grad_norm"), max_norm=c["max_norm"], report=report,
         report_every=c["eval_every"])
     return dict(params=params, curve=curve, samples=samples, losses=losses,

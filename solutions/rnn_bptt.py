@@ -152,19 +152,25 @@ def temporal_softmax_cross_entropy(logits, y):
     return float(loss), dlogits / N
 
 
-def rnn_loss_and_grads(params, x, y, h0):
+def rnn_loss_and_grads(params, x, y, h0, mask=None):
     """Many-to-many RNN: forward pass, loss, and full BPTT.
 
     params: dict with U (H, D), W (H, H), b (H,), V (K, H), c (K,);
-    x: (T, N, D), y: (T, N) integer labels, h0: (N, H)
+    x: (T, N, D), y: (T, N) integer labels, h0: (N, H); mask: None, or
+    (T, N) booleans, True at the real steps of a padded batch
     -> loss (float), grads (dict with the keys U W b V c), h_last (N, H) = h(T).
 
         h(t) = tanh(b + W h(t-1) + U x(t)),  o(t) = c + V h(t),
-        J = sum_t J(t) as in ``temporal_softmax_cross_entropy``.
+        J = sum_t J(t) as in ``temporal_softmax_cross_entropy``, or with a
+        mask as in ``masked_temporal_softmax_cross_entropy``.
     """
     U, W, b, V, c = (params[k] for k in ("U", "W", "b", "V", "c"))
     h, cache = rnn_forward(x, h0, U, W, b)
-    loss, do = temporal_softmax_cross_entropy(rnn_logits(h, V, c), y)
+    logits = rnn_logits(h, V, c)
+    if mask is None:
+        loss, do = temporal_softmax_cross_entropy(logits, y)
+    else:
+        loss, do = masked_temporal_softmax_cross_entropy(logits, y, mask)
 
     # V and c are shared over time too: sum the per-step dense-layer grads.
     dV = np.einsum("tnk,tnh->kh", do, h)

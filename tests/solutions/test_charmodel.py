@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from solutions import charmodel as C
-from solutions.dcl_backprop import (adam_step, log_softmax, numerical_gradient, relative_error,
-                                    softmax, softmax_cross_entropy)
+from solutions.dcl_backprop import (adam_step, dense_backward, dense_forward, log_softmax,
+                                    numerical_gradient, relative_error, softmax,
+                                    softmax_cross_entropy)
 from solutions.lstm import lstm_backward, lstm_forward, lstm_step_forward
 from solutions.rnn_bptt import batchify, bits_per_char, clip_grad_norm
 from tests.conftest import ROOT
@@ -22,8 +23,10 @@ from tests.solutions.helpers import assert_same
 pytestmark = pytest.mark.filterwarnings("error")
 
 STEP = dict(lstm_step_forward=lstm_step_forward)
-EVAL = dict(STEP, bits_per_char=bits_per_char)
-GRAD = dict(lstm_forward=lstm_forward, lstm_backward=lstm_backward,
+READ = dict(STEP, dense_forward=dense_forward)
+EVAL = dict(READ, bits_per_char=bits_per_char)
+GRAD = dict(lstm_forward=lstm_forward, lstm_backward=lstm_backward, dense_forward=dense_forward,
+            dense_backward=dense_backward,
             softmax_cross_entropy=softmax_cross_entropy)
 FUNCTIONS = dict(GRAD, lstm_step_forward=lstm_step_forward, adam_step=adam_step,
                  clip_grad_norm=clip_grad_norm, batchify=batchify, bits_per_char=bits_per_char)
@@ -96,7 +99,7 @@ def test_course_text_of_the_book():
     train, val = C.course_text(ROOT / "book")
     assert 0.05 < len(val) / (len(train) + len(val)) < 0.15
     assert "code-cell" not in train + val and "jupytext" not in train + val
-    assert "backpropagation" in val.lower() and "LSTM" in train
+    assert "backprop" in val.lower() and "gradient" in val.lower() and "LSTM" in train
 
 
 def test_vocabulary_encode_decode():
@@ -243,7 +246,7 @@ def test_sample_text_carries_the_state_and_draws_once_per_character(temperature)
     vocab = "abcde"
     rng = np.random.default_rng(12)
     replay = copy.deepcopy(rng)
-    got = C.sample_text(P, vocab, "cab", 25, rng, temperature, **STEP)
+    got = C.sample_text(P, vocab, "cab", 25, rng, temperature, **READ)
     assert len(got) == 25
     assert got == replay_sample(P, vocab, "cab", 25, replay, temperature)
     assert rng.bit_generator.state == replay.bit_generator.state   # 25 draws, or none
