@@ -55,7 +55,8 @@ BUGS = {
          "-np.log(softmax(logits))[t_idx"),
         ("answer_batchify", "return ids[:N * L].reshape(N, L).T.copy()",
          "return ids[:N * L].reshape(L, N).copy()"),
-        ("answer_sample", "p=softmax(o / temperature)", "p=softmax(o * temperature)"),
+        ("answer_draw_next", "softmax(logits / temperature)", "softmax(logits * temperature)"),
+        ("answer_sample", "        ids[s] = x_id\n", "        ids[s] = x_id\n        x_id = int(x0)\n"),
     ],
     "dimensionality": [
         ("answer_sample_unit_ball", "r = rng.random(n) ** (1.0 / D)", "r = rng.random(n)"),

@@ -15,6 +15,7 @@ runs the reference functions and the notebook runs the learner's:
     adam_step(params, grads, state, lr) -> (params, state)             chapter 1
     clip_grad_norm(grads, max_norm) -> (grads, norm)                   chapter 2, optional
     bits_per_char(logits, y, mask=None) -> (bits, perplexity)          chapter 2
+    draw_next(logits, rng, temperature) -> id                          chapter 2
 
 The model reads one-hot characters x(t) of size K (the vocabulary), runs an
 LSTM with H units (keys ``W_* R_* p_* b_*`` of chapter 3) and reads out
@@ -241,7 +242,8 @@ def held_out_bits(params, streams, *, lstm_step_forward, dense_forward, bits_per
     return bits_per_char(logits, streams[1:])[0]
 
 
-def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward, dense_forward):
+def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward, dense_forward,
+                draw_next):
     """Let the model write n characters after reading ``prime``.
 
     vocab: str of K characters; prime: a non-empty str over vocab; n: int;
@@ -249,9 +251,8 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward,
     characters (prime not included).
 
     The state starts at zero and is carried through prime and then through
-    every written character.  Each character is drawn once with
-    rng.choice(K, p=softmax(o / temperature)), or is the most likely one
-    when temperature is 0 (then nothing is drawn), and is fed back in.
+    every written character.  Each character is picked by ``draw_next``
+    from the read-out's logits and fed back in.
     """
     W_y, b_y = params["W_y"], params["b_y"]
     K, H = W_y.shape
@@ -261,9 +262,7 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward,
     nxt, out = int(encode(prime[-1], vocab)[0]), []
     for _ in range(n):
         y, c, _ = lstm_step_forward(_one_hot([nxt], K), y, c, lstm)
-        o = dense_forward(y, W_y, b_y)[0][0]
-        # temperature 0 is the limit of ever sharper distributions: the argmax
-        nxt = int(np.argmax(o)) if temperature == 0 else int(rng.choice(K, p=softmax(o / temperature)))
+        nxt = draw_next(dense_forward(y, W_y, b_y)[0][0], rng, temperature)
         out.append(vocab[nxt])
     return "".join(out)
 
@@ -369,6 +368,7 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
     K = len(vocab)
     steps = dict(lstm_step_forward=f["lstm_step_forward"], dense_forward=f["dense_forward"])
     evaluate = dict(steps, bits_per_char=f["bits_per_char"])
+    writing = dict(steps, draw_next=f["draw_next"])
     val_streams = f["batchify"](val_ids, c["val_streams"])
     curve, samples, start = [], {}, time.perf_counter()
 
@@ -378,7 +378,7 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
         if update in c["sample_at"]:
             for tau in c["temperatures"]:
                 samples[update, tau] = sample_text(params, vocab, c["prime"], c["sample_length"],
-                                                   np.random.default_rng(1), tau, **steps)
+                                                   np.random.default_rng(1), tau, **writing)
         if progress is not None:
             progress(f"update {update:4d}/{c['updates']}: held-out {curve[-1][1]:.2f} bits per "
                      f"character, training {curve[-1][2]:.2f}  ({time.perf_counter() - start:.0f} s)")

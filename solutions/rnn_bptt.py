@@ -340,6 +340,23 @@ def batchify(ids, N):
     return ids[:N * L].reshape(N, L).T.copy()
 
 
+def draw_next(logits, rng, temperature=1.0):
+    """The next id, drawn from a model's logits at a temperature.
+
+    logits: (K,); rng: numpy.random.Generator; temperature: float >= 0
+    -> int in [0, K): rng.choice(K, p=softmax(logits / temperature)), exactly
+    one draw from rng, if temperature > 0; the argmax of logits, drawing
+    nothing, if temperature == 0.  Raises ValueError for a negative
+    temperature.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:  # the limit of ever sharper distributions
+        return int(np.argmax(logits))
+    return int(rng.choice(len(logits), p=softmax(logits / temperature)))
+
+
 def sample(params, h0, x0, T, rng, temperature=1.0):
     """Let a trained next-character RNN write T ids, one sequence.
 
@@ -355,9 +372,9 @@ def sample(params, h0, x0, T, rng, temperature=1.0):
         id(s) = rng.choice(K, p=softmax(o(s) / temperature))   if temperature > 0
         id(s) = argmax o(s)                                    if temperature == 0
 
-    where o(s) = c + V h(s).  Every step with temperature > 0 draws exactly
-    once from rng; temperature 0 (greedy) draws nothing.  Raises ValueError
-    for a negative temperature.
+    where o(s) = c + V h(s), as ``draw_next`` draws.  Every step with
+    temperature > 0 draws exactly once from rng; temperature 0 (greedy)
+    draws nothing.  Raises ValueError for a negative temperature.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -370,10 +387,6 @@ def sample(params, h0, x0, T, rng, temperature=1.0):
         x_t = np.zeros((1, K))
         x_t[0, x_id] = 1.0
         h, _ = rnn_step_forward(x_t, h, U, W, b)
-        o = c + h[0] @ V.T
-        if temperature == 0:
-            x_id = int(np.argmax(o))
-        else:
-            x_id = int(rng.choice(K, p=softmax(o / temperature)))
+        x_id = draw_next(c + h[0] @ V.T, rng, temperature)
         ids[s] = x_id
     return ids

@@ -16,7 +16,7 @@ from solutions.dcl_backprop import (adam_step, dense_backward, dense_forward, lo
                                     numerical_gradient, relative_error, softmax,
                                     softmax_cross_entropy)
 from solutions.lstm import lstm_backward, lstm_forward, lstm_step_forward
-from solutions.rnn_bptt import batchify, bits_per_char, clip_grad_norm
+from solutions.rnn_bptt import batchify, bits_per_char, clip_grad_norm, draw_next
 from tests.conftest import ROOT
 from tests.solutions.helpers import assert_same
 
@@ -29,7 +29,8 @@ GRAD = dict(lstm_forward=lstm_forward, lstm_backward=lstm_backward, dense_forwar
             dense_backward=dense_backward,
             softmax_cross_entropy=softmax_cross_entropy)
 FUNCTIONS = dict(GRAD, lstm_step_forward=lstm_step_forward, adam_step=adam_step,
-                 clip_grad_norm=clip_grad_norm, batchify=batchify, bits_per_char=bits_per_char)
+                 clip_grad_norm=clip_grad_norm, batchify=batchify, bits_per_char=bits_per_char,
+                 draw_next=draw_next)
 
 
 def small_model(seed=0, K=5, H=3, peepholes=0.5):
@@ -246,7 +247,7 @@ def test_sample_text_carries_the_state_and_draws_once_per_character(temperature)
     vocab = "abcde"
     rng = np.random.default_rng(12)
     replay = copy.deepcopy(rng)
-    got = C.sample_text(P, vocab, "cab", 25, rng, temperature, **READ)
+    got = C.sample_text(P, vocab, "cab", 25, rng, temperature, **READ, draw_next=draw_next)
     assert len(got) == 25
     assert got == replay_sample(P, vocab, "cab", 25, replay, temperature)
     assert rng.bit_generator.state == replay.bit_generator.state   # 25 draws, or none

@@ -806,3 +806,19 @@ def test_bits_per_char_averages_over_the_real_steps_only():
     assert R.bits_per_char(logits[:2], y[:2])[0] == pytest.approx(2.0, rel=1e-12)
     with pytest.raises(ValueError):
         R.bits_per_char(logits, y, np.zeros_like(mask))
+
+
+def test_draw_next_by_hand():
+    logits = np.log(np.array([0.1, 0.2, 0.7]))
+    assert R.draw_next(logits, np.random.default_rng(0), 0.0) == 2     # greedy: the argmax
+    g = np.random.default_rng(3)
+    got = R.draw_next(logits, g, 1.0)
+    h = np.random.default_rng(3)
+    assert got == h.choice(3, p=[0.1, 0.2, 0.7])                      # one draw, same numbers
+    assert g.random() == h.random()
+    # temperature 1/2 squares the probabilities: (0.01, 0.04, 0.49) / 0.54
+    h = np.random.default_rng(4)
+    assert R.draw_next(logits, np.random.default_rng(4), 0.5) == h.choice(
+        3, p=np.array([0.01, 0.04, 0.49]) / 0.54)
+    with pytest.raises(ValueError):
+        R.draw_next(logits, np.random.default_rng(0), -1.0)
