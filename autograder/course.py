@@ -180,11 +180,18 @@ def cell_label(assignment, gid):
     return f"<cell {gid}>"
 
 
-def own_cell_labels(cells, own):
+def headings(assignment):
+    """Every heading of the course's Markdown cells of an assignment."""
+    return {h for c in assignment.cells if c.kind == "markdown"
+            for h in map(_heading, c.source.splitlines()) if h}
+
+
+def own_cell_labels(cells, own, known_headings):
     """{index: label} for the learner's own code cells of a notebook: ``cells`` are its
     cell dicts, ``own`` the indices of the code cells that are the learner's own.  Each is
-    named by the heading above it and its rank there ("your own cell 2 under the
-    heading '3. The whole sequence'")."""
+    named by the course's heading above it and its rank there ("your own cell 2 under
+    the heading '3. The whole sequence'"); headings the learner wrote are not used (a
+    label is the grader's words: no text of a submission goes into it)."""
     labels, heading, count = {}, None, 0
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict):
@@ -194,7 +201,7 @@ def own_cell_labels(cells, own):
             if isinstance(src, list):
                 src = "".join(v for v in src if isinstance(v, str))
             h = _heading(src if isinstance(src, str) else "")
-            if h:
+            if h in known_headings:
                 heading, count = h, 0
         elif i in own:
             count += 1

@@ -164,7 +164,8 @@ def plan(assignment, nb):
 
     # cells are named as the learner finds them (by function or heading), never by number
     own = course.own_cell_labels(nb.get("cells", []), {
-        item[-1] for item in order if item[0] == "extra" or item[1] not in source_ids})
+        item[-1] for item in order if item[0] == "extra" or item[1] not in source_ids},
+        course.headings(assignment))
     extras_after = {None: []}  # extra cells keyed by the known cell before them
     last = None
     for item in order:

@@ -216,7 +216,7 @@ def autograded_notebook(a, nb, result, status="graded"):
     # named as grade.plan names them, by the heading above (the labels of cell errors)
     labels = course.own_cell_labels(cells, {
         i for i, c in enumerate(cells) if isinstance(c, dict) and c.get("cell_type") == "code"
-        and _own_code(c, known)})
+        and _own_code(c, known)}, course.headings(a))
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
             continue
