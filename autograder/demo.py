@@ -28,6 +28,8 @@ BUGS = {
         ("answer_dropout_forward", "    return x * scale, scale", "    x *= scale\n    return x, scale"),
         ("answer_l2_penalty", 'if k.startswith("W"):', "if True:"),
         ("answer_l2_penalty", "penalty += 0.5 * lam", "penalty += lam"),
+        ("answer_early_stopping", 'epoch - new["best_epoch"] >= patience',
+         'epoch - new["best_epoch"] > patience'),
     ],
     "rnn_bptt": [
         ("answer_rnn_step_backward", "dh_prev = delta @ W", "dh_prev = delta @ W.T"),
@@ -56,6 +58,7 @@ BUGS = {
         ("answer_batchify", "return ids[:N * L].reshape(N, L).T.copy()",
          "return ids[:N * L].reshape(L, N).copy()"),
         ("answer_draw_next", "softmax(logits / temperature)", "softmax(logits * temperature)"),
+        ("answer_bits_per_char", "bits = loss * N / real / np.log(2.0)", "bits = loss * N / real"),
         ("answer_sample", "        ids[s] = x_id\n", "        ids[s] = x_id\n        x_id = int(x0)\n"),
     ],
     "dimensionality": [
