@@ -32,7 +32,7 @@ GRAD_RTOL = 1e-5
 
 _results = None   # the grader collects results here; None in a notebook
 _hidden = False   # set by the grader inside hidden tests
-_cell = []        # in a notebook: (name, passed) of the checks of the running cell
+_cell = []        # in a notebook: (name, passed, untouched) of the checks of the running cell
 
 
 class CheckFailed(AssertionError):
@@ -57,42 +57,86 @@ class ChecksFailed(AssertionError):
 
 
 @contextlib.contextmanager
-def check(name, weight=1.0, needs=None):
+def check(name, weight=1.0, needs=None, inputs=None):
     """One named check; ``name`` starts with the graded function's name.
 
     needs: {"function": (call, expected)}: functions of yours this check
     relies on (a backward pass needs the cache of your forward pass); when
     the check fails, each is called (``call()``) and compared with
-    ``expected``, and a wrong one is named: "fix it first".
+    ``expected``, and a wrong one is named: "fix it first (its own checks
+    say how)".  A function with no checks in this notebook (one pasted from
+    an earlier exercise) says how in a third entry: (call, expected, how).
+    inputs: {"x": x, ...}: the arrays (or dicts of arrays) the check passes
+    to your functions.  They are put back as they were when the check ends,
+    so a change made in place costs this check only; the failure says so,
+    and the functions in ``needs`` are tried on the original values.
     """
     needed = failure = None
+    untouched, kept = False, {k: snapshot(v) for k, v in (inputs or {}).items()}
     try:
         yield
     except Exception as exc:  # a failure of this check only: the other checks still run
-        failure, passed, message = exc, False, _explain(exc)
-        if needs:
+        failure, passed, message, untouched = exc, False, _explain(exc), _not_implemented(exc)
+        changed = _restore(inputs, kept)
+        if changed and "in place" not in message:
+            message = (f"your code changed {', '.join(changed)} in place (functions must not "
+                       f"change their inputs; work on a copy), and then: {message}")
+        elif needs:
             needed = _prerequisite(needs)
-            message = _needs_message(needed) if needed else message
+            message = _needs_message(*needed) if needed else message
+            _restore(inputs, kept)  # what the probes changed
     else:
         passed, message = True, ""
+        _restore(inputs, kept)
     if _results is not None:
         _results.append({"name": name, "weight": float(weight), "hidden": _hidden,
                          "outcome": _outcome(failure, message, needed)})
         return
-    _cell.append((name, passed))
+    _cell.append((name, passed, untouched))
     if passed:
         print(f"✓ {name}")
     else:
         print(f"✗ {name}:\n    " + message.replace("\n", "\n    "))
 
 
-def report_checks():
-    """End of a test cell: fail the cell if one of its checks failed."""
+def _restore(inputs, kept):
+    """Put the arrays of ``inputs`` back to ``kept`` in place; the names of those that changed."""
+    changed = []
+    for k, before in kept.items():
+        now = inputs[k]
+        pairs = ([(now, before)] if not isinstance(before, dict)
+                 else [(now.get(j) if isinstance(now, dict) else None, b) for j, b in before.items()])
+        if isinstance(before, dict) and isinstance(now, dict) and set(now) != set(before):
+            for j in set(now) - set(before):
+                del now[j]
+            for j in set(before) - set(now):
+                now[j] = before[j].copy()
+            changed.append(k)
+        for arr, b in pairs:
+            if isinstance(arr, np.ndarray) and arr.shape == b.shape and not np.array_equal(
+                    arr, b, equal_nan=True):
+                np.copyto(arr, b, casting="unsafe")
+                if k not in changed:
+                    changed.append(k)
+    return changed
+
+
+def report_checks(optional=False):
+    """End of a test cell: fail the cell if one of its checks failed.
+
+    optional: the cell of an optional part; left untouched (every check met a
+    stub that is not implemented yet) it is reported, not failed, so that
+    Run All goes on past it.
+    """
     if _results is not None:
         return
     done = list(_cell)
     _cell.clear()
-    failed = [n for n, ok in done if not ok]
+    if optional and done and all(untouched for _, _, untouched in done):
+        print("This optional part is not attempted (its functions are still the stubs): "
+              "it costs nothing. Write them for extra credit.")
+        return
+    failed = [n for n, ok, _ in done if not ok]
     if failed:
         raise ChecksFailed(f"{len(failed)} of {len(done)} checks failed: "
                            + "; ".join(failed[:6]) + (" ..." if len(failed) > 6 else ""))
@@ -113,12 +157,18 @@ except (NameError, AttributeError, KeyError):
     pass
 
 
+def _not_implemented(exc):
+    """Whether ``exc`` is a stub's NotImplementedError (here or in the grader's sandbox)."""
+    return (isinstance(exc, NotImplementedError)
+            or getattr(exc, "kind", None) == "NotImplementedError")
+
+
 def _explain(exc):
     """The message of a failed check, for the exception it ended with."""
     if isinstance(exc, CheckFailed):
         return str(exc)
     kind = getattr(exc, "kind", None)  # an error of your code, raised in the grader's sandbox
-    if isinstance(exc, NotImplementedError) or kind == "NotImplementedError":
+    if _not_implemented(exc):
         return "not implemented yet"
     if type(exc).__name__ == "StudentCrash":
         return f"your code could not finish: {exc}"
@@ -147,7 +197,7 @@ def _outcome(exc, message, needed):
     if exc is None:
         return model.PASSED
     if needed:
-        return model.Outcome(model.Kind.DEPENDENCY, message, needs=needed)
+        return model.Outcome(model.Kind.DEPENDENCY, message, needs=needed[0])
     if isinstance(exc, CheckFailed):
         return model.Outcome(model.Kind.WRONG, message, model.Diagnosis(exc.diagnosis),
                              exc.cause)
@@ -175,8 +225,9 @@ def _your_frames(exc, limit=6):
 
 
 def _prerequisite(needs):
-    """The message for the first function in ``needs`` that gives wrong values."""
-    for fn, (call, want) in needs.items():
+    """(name, how to fix it or "") of the first function in ``needs`` that gives
+    wrong values, or None."""
+    for fn, (call, want, *how) in needs.items():
         try:
             got = call()
             wants = want if isinstance(want, tuple) else (want,)
@@ -187,13 +238,23 @@ def _prerequisite(needs):
         except Exception:
             ok = False
         if not ok:
-            return fn
+            return fn, (how[0] if how else "")
     return None
 
 
-def _needs_message(fn):
+def _needs_message(fn, how=""):
     return (f"this check uses your {fn}, which gives wrong values here: "
-            f"fix {fn} first (its own checks say how)")
+            f"fix {fn} first ({how or 'its own checks say how'})")
+
+
+def missing_function(exc):
+    """What a demo says when it met a stub (``exc``, a NotImplementedError): the
+    name of your function to write first, the one whose stub raised it."""
+    tb, name = exc.__traceback__, None
+    while tb is not None:
+        name, tb = tb.tb_frame.f_code.co_name, tb.tb_next
+    return (f"This cell runs your {name}, which is not written yet: write it, run its cell "
+            "(and its checks), then run this cell again.")
 
 
 def fail(message, diagnosis="other", cause=""):

@@ -38,7 +38,8 @@ committed learner notebook by the grader (``expected``): the learner's
 notebook and the grader compare with the very same numbers, and no learner
 notebook holds code that computes a graded function.  The EXPECTED block
 becomes ``want = expected("<grade_id>")`` and every test cell ends with
-``report_checks()``.
+``report_checks()`` (an extra-credit cell with ``report_checks(optional=True)``:
+left untouched, it reports the part as not attempted instead of failing).
 """
 import ast
 import base64
@@ -168,6 +169,63 @@ class Assignment:
         from .calls import Policy, signatures_of
         ref = self.reference()
         return Policy(getattr(ref, "MUTATES", {}), signatures_of(ref, self.functions))
+
+
+def _heading(markdown):
+    """The last heading of a Markdown text, printable and short, or None."""
+    found = [line.strip().lstrip("#").strip() for line in str(markdown).splitlines()
+             if line.lstrip().startswith("#")]
+    found = [h for h in found if h]
+    return "".join(ch for ch in found[-1] if ch.isprintable())[:60] if found else None
+
+
+def _under(heading):
+    return f"under the heading '{heading}'" if heading else "at the top of the notebook"
+
+
+def cell_label(assignment, gid):
+    """How messages name a cell of the course (Jupyter shows no cell numbers): an
+    answer cell by its functions, a read-only cell by the heading above it and its
+    first line."""
+    heading = None
+    for c in assignment.cells:
+        if c.kind == "markdown":
+            heading = _heading(c.source) or heading
+        elif c.grade_id == gid:
+            if c.kind == "answer":
+                return f"<your answer cell for {', '.join(c.functions)}>"
+            first = next((line.strip() for line in c.source.splitlines() if line.strip()), "")
+            return f"<read-only cell {_under(heading)}, starting '{first[:40]}'>"
+    return f"<cell {gid}>"
+
+
+def headings(assignment):
+    """Every heading of the course's Markdown cells of an assignment."""
+    return {h for c in assignment.cells if c.kind == "markdown"
+            for h in map(_heading, c.source.splitlines()) if h}
+
+
+def own_cell_labels(cells, own, known_headings):
+    """{index: label} for the learner's own code cells of a notebook: ``cells`` are its
+    cell dicts, ``own`` the indices of the code cells that are the learner's own.  Each is
+    named by the course's heading above it and its rank there ("your own cell 2 under
+    the heading '3. The whole sequence'"); headings the learner wrote are not used (a
+    label is the grader's words: no text of a submission goes into it)."""
+    labels, heading, count = {}, None, 0
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            continue
+        if cell.get("cell_type") == "markdown":
+            src = cell.get("source", "")
+            if isinstance(src, list):
+                src = "".join(v for v in src if isinstance(v, str))
+            h = _heading(src if isinstance(src, str) else "")
+            if h in known_headings:
+                heading, count = h, 0
+        elif i in own:
+            count += 1
+            labels[i] = f"<your own cell {count} {_under(heading)}>"
+    return labels
 
 
 def grade_id(cell):
@@ -313,6 +371,7 @@ def checks_source(without=()):
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 EXPECTED_BEGIN, EXPECTED_END = "### BEGIN EXPECTED", "### END EXPECTED"
 REPORT = "report_checks()"
+REPORT_OPTIONAL = "report_checks(optional=True)"  # an extra-credit cell: untouched, it passes
 EXPECTED_CELL = "expected_values"  # grade_id of the notebook cell holding them
 
 
@@ -336,7 +395,8 @@ def test_source(cell):
     if block:
         indent = re.match(r"\s*", block[0]).group() if block[0].strip() else ""
         middle = [f'{indent}want = expected("{cell.grade_id}")']
-    return "\n".join(before + middle + after).rstrip() + "\n" + REPORT
+    report = REPORT_OPTIONAL if cell.extra_credit else REPORT
+    return "\n".join(before + middle + after).rstrip() + "\n" + report
 
 
 def visible_source(cell):
@@ -380,7 +440,7 @@ def hidden_source(cell):
             line, inside = indent + "_checks._hidden = False", False
         elif inside:
             hidden.add(n)
-        if line.strip() != REPORT:
+        if line.strip() not in (REPORT, REPORT_OPTIONAL):
             lines.append(line)
     tree = _DropVisibleChecks(hidden).visit(ast.parse("\n".join(lines)))
     return ast.unparse(ast.fix_missing_locations(tree))

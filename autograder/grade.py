@@ -147,7 +147,7 @@ def plan(assignment, nb):
             gid = wire.clean(gid, 200)
             seen_ids[gid] = seen_ids.get(gid, 0) + 1
             by_id[gid] = src  # the last copy of a duplicated cell wins
-            order.append(("known", gid))
+            order.append(("known", gid, i))
         elif src.strip():
             order.append(("extra", src, i))
     for gid, n in sorted(seen_ids.items()):
@@ -157,6 +157,10 @@ def plan(assignment, nb):
     for gid in sorted(set(by_id) - source_ids):
         notes.append(f"Cell '{gid}' is not part of this assignment; it was run as your own cell.")
 
+    # cells are named as the learner finds them (by function or heading), never by number
+    own = course.own_cell_labels(nb.get("cells", []), {
+        item[-1] for item in order if item[0] == "extra" or item[1] not in source_ids},
+        course.headings(assignment))
     extras_after = {None: []}  # extra cells keyed by the known cell before them
     last = None
     for item in order:
@@ -164,17 +168,17 @@ def plan(assignment, nb):
             last = item[1]
             extras_after.setdefault(last, [])
         elif item[0] == "known":
-            extras_after.setdefault(last, []).append((f"<cell {item[1]}>", by_id[item[1]]))
+            extras_after.setdefault(last, []).append((own[item[2]], by_id[item[1]]))
         else:
-            extras_after.setdefault(last, []).append((f"<cell {item[2] + 1}>", item[1]))
+            extras_after.setdefault(last, []).append((own[item[2]], item[1]))
 
     steps = list(extras_after[None])
     for c in assignment.cells:
         if c.kind in ("setup", "given"):
-            steps.append((f"<cell {c.grade_id}>", c.source))
+            steps.append((course.cell_label(assignment, c.grade_id), c.source))
         elif c.kind == "answer":
             if c.grade_id in by_id:
-                steps.append((f"<cell {c.grade_id}>", by_id[c.grade_id]))
+                steps.append((course.cell_label(assignment, c.grade_id), by_id[c.grade_id]))
             else:
                 notes.append(f"The answer cell for {', '.join(c.functions)} is missing "
                              "from the notebook.")

@@ -196,6 +196,16 @@ def _escape_markdown(source, released):
     return source if source in released else quoted(source)
 
 
+def _own_code(cell, known):
+    """Whether a code cell is one grade.plan runs as the learner's own: not a cell of the
+    course, and not empty (a cell with a course id runs as the course's cell; an id of
+    nothing known, as the learner's own)."""
+    gid = course.grade_id(cell)
+    if gid:
+        return wire.clean(gid, 200) not in known
+    return bool(_text(cell.get("source", "")).strip())
+
+
 def autograded_notebook(a, nb, result, manual=None):
     """The autograded notebook of one submission (see the module docstring).
 
@@ -220,7 +230,12 @@ def autograded_notebook(a, nb, result, manual=None):
     cells = nb.get("cells") if nb is not None else None
     by_id, after = {}, {None: []}  # answered cells; the learner's own cells after each
     last = None
-    for i, cell in enumerate(cells[:MAX_CELLS] if isinstance(cells, list) else []):
+    cells = cells[:MAX_CELLS] if isinstance(cells, list) else []
+    # named as grade.plan names them, by the heading above (the labels of cell errors)
+    labels = course.own_cell_labels(cells, {
+        i for i, c in enumerate(cells) if isinstance(c, dict) and c.get("cell_type") == "code"
+        and _own_code(c, known)}, course.headings(a))
+    for i, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
             continue
         gid = course.grade_id(cell)
@@ -229,7 +244,7 @@ def autograded_notebook(a, nb, result, manual=None):
             by_id[gid] = cell  # the last copy wins, as in ``grade.plan``
             last = gid
         else:
-            after.setdefault(last, []).append((f"<cell {gid}>" if gid else f"<cell {i + 1}>", cell))
+            after.setdefault(last, []).append((labels.get(i, ""), cell))
 
     def own(label, cell, n):
         kind, src = cell["cell_type"], _text(cell.get("source"))
@@ -265,7 +280,7 @@ def autograded_notebook(a, nb, result, manual=None):
             if meta.get("solution") and mine is not None:
                 new.source = _text(mine.get("source"))
             new.outputs = ((_learner_outputs(mine, budget) if mine is not None else [])
-                           + _grader_errors(errors.get(f"<cell {gid}>", [])))
+                           + _grader_errors(errors.get(course.cell_label(a, gid), [])))
         out.cells.append(new)
         for label, cell in after.get(gid, []):
             n += 1

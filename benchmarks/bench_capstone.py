@@ -17,13 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from solutions import charmodel  # noqa: E402
-from solutions.dcl_backprop import adam_step, softmax_cross_entropy  # noqa: E402
+from solutions.dcl_backprop import (adam_step, dense_backward, dense_forward,  # noqa: E402
+                                    softmax_cross_entropy)
 from solutions.lstm import lstm_backward, lstm_forward, lstm_step_forward  # noqa: E402
-from solutions.rnn_bptt import batchify, clip_grad_norm  # noqa: E402
+from solutions.rnn_bptt import batchify, bits_per_char, clip_grad_norm, draw_next  # noqa: E402
 
 FUNCTIONS = dict(lstm_forward=lstm_forward, lstm_backward=lstm_backward,
                  lstm_step_forward=lstm_step_forward, softmax_cross_entropy=softmax_cross_entropy,
-                 adam_step=adam_step, clip_grad_norm=clip_grad_norm, batchify=batchify)
+                 adam_step=adam_step, clip_grad_norm=clip_grad_norm, batchify=batchify,
+                 bits_per_char=bits_per_char, draw_next=draw_next, dense_forward=dense_forward,
+                 dense_backward=dense_backward)
 
 
 def main():

@@ -11,13 +11,16 @@ runs the reference functions and the notebook runs the learner's:
     lstm_backward(dy, cache) -> (dx, dy0, dc0, grads)                  chapter 3
     lstm_step_forward(x_t, y_prev, c_prev, params) -> (y_t, c_t, cache)  chapter 3
     softmax_cross_entropy(logits, y) -> (loss, dlogits), mean over rows   chapter 1
+    dense_forward(x, W, b) -> (z, cache), dense_backward(dz, cache) -> (dx, dW, db)  chapter 1
     adam_step(params, grads, state, lr) -> (params, state)             chapter 1
     clip_grad_norm(grads, max_norm) -> (grads, norm)                   chapter 2, optional
+    bits_per_char(logits, y, mask=None) -> (bits, perplexity)          chapter 2
+    draw_next(logits, rng, temperature) -> id                          chapter 2
 
 The model reads one-hot characters x(t) of size K (the vocabulary), runs an
 LSTM with H units (keys ``W_* R_* p_* b_*`` of chapter 3) and reads out
 
-    o(t) = W_y y(t) + b_y,    p(next character) = softmax(o(t)),
+    l(t) = W_y y(t) + b_y,    p(next character) = softmax(l(t)),
 
 with ``W_y (K, H)`` and ``b_y (K,)`` in the same dict.  Text is handled as
 integer ids; a long text is cut into N contiguous streams stored
@@ -181,7 +184,7 @@ def _one_hot(ids, K):
 
 
 def char_loss_and_grads(params, x_ids, target_ids, y0, c0, *, lstm_forward, lstm_backward,
-                        softmax_cross_entropy):
+                        softmax_cross_entropy, dense_forward, dense_backward):
     """Loss per character and gradients of the model on one chunk of streams.
 
     x_ids, target_ids: (T, N) ids, the inputs and the characters that follow them;
@@ -193,11 +196,12 @@ def char_loss_and_grads(params, x_ids, target_ids, y0, c0, *, lstm_forward, lstm
     W_y, b_y = params["W_y"], params["b_y"]
     K, H = W_y.shape
     y, cache = lstm_forward(_one_hot(x_ids, K), y0, c0, _lstm_part(params))
-    logits = y.reshape(T * N, H) @ W_y.T + b_y
+    # the read-out is a dense layer applied to every step at once: rows are (t, n)
+    logits, read_cache = dense_forward(y.reshape(T * N, H), W_y, b_y)
     loss, dlogits = softmax_cross_entropy(logits, target_ids.reshape(T * N))
-    grads = lstm_backward((dlogits @ W_y).reshape(T, N, H), cache)[3]
-    grads["W_y"] = dlogits.T @ y.reshape(T * N, H)
-    grads["b_y"] = dlogits.sum(axis=0)
+    dy, dW_y, db_y = dense_backward(dlogits, read_cache)
+    grads = lstm_backward(dy.reshape(T, N, H), cache)[3]
+    grads["W_y"], grads["b_y"] = dW_y, db_y
     return loss, grads
 
 
@@ -217,27 +221,29 @@ def run_states(params, x_ids, y, c, *, lstm_step_forward):
     return y, c
 
 
-def bits_per_char(params, streams, *, lstm_step_forward):
+def held_out_bits(params, streams, *, lstm_step_forward, dense_forward, bits_per_char):
     """Cross-entropy of the model on held-out text, in bits per character.
 
     streams: (L, N) ids, N contiguous pieces of the text -> float.  Each
     stream starts from the zero state; its first character is read, every
     later one is predicted from all characters before it in its stream:
-    the mean of -log2 p(character) over the (L - 1) N predictions.
+    the mean of -log2 p(character) over the (L - 1) N predictions, as
+    ``bits_per_char`` of chapter 2 computes it from the read-out's logits.
     """
     W_y, b_y = params["W_y"], params["b_y"]
     K, H = W_y.shape
     L, N = streams.shape
     lstm = _lstm_part(params)
     y, c = np.zeros((N, H)), np.zeros((N, H))
-    rows, nats = np.arange(N), 0.0
+    logits = np.empty((L - 1, N, K))
     for t in range(L - 1):
         y, c, _ = lstm_step_forward(_one_hot(streams[t], K), y, c, lstm)
-        nats -= log_softmax(y @ W_y.T + b_y)[rows, streams[t + 1]].sum()
-    return float(nats / ((L - 1) * N) / np.log(2.0))
+        logits[t] = dense_forward(y, W_y, b_y)[0]
+    return bits_per_char(logits, streams[1:])[0]
 
 
-def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward):
+def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward, dense_forward,
+                draw_next):
     """Let the model write n characters after reading ``prime``.
 
     vocab: str of K characters; prime: a non-empty str over vocab; n: int;
@@ -245,9 +251,8 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward)
     characters (prime not included).
 
     The state starts at zero and is carried through prime and then through
-    every written character.  Each character is drawn once with
-    rng.choice(K, p=softmax(o / temperature)), or is the most likely one
-    when temperature is 0 (then nothing is drawn), and is fed back in.
+    every written character.  Each character is picked by ``draw_next``
+    from the read-out's logits and fed back in.
     """
     W_y, b_y = params["W_y"], params["b_y"]
     K, H = W_y.shape
@@ -257,9 +262,7 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward)
     nxt, out = int(encode(prime[-1], vocab)[0]), []
     for _ in range(n):
         y, c, _ = lstm_step_forward(_one_hot([nxt], K), y, c, lstm)
-        o = y[0] @ W_y.T + b_y
-        # temperature 0 is the limit of ever sharper distributions: the argmax
-        nxt = int(np.argmax(o)) if temperature == 0 else int(rng.choice(K, p=softmax(o / temperature)))
+        nxt = draw_next(dense_forward(y, W_y, b_y)[0][0], rng, temperature)
         out.append(vocab[nxt])
     return "".join(out)
 
@@ -269,8 +272,9 @@ def sample_text(params, vocab, prime, n, rng, temperature, *, lstm_step_forward)
 
 
 def train_char_lstm(params, streams, updates, seq_len, lr, *, lstm_forward, lstm_backward,
-                    lstm_step_forward, softmax_cross_entropy, adam_step,
-                    clip_grad_norm=None, max_norm=5.0, report=None, report_every=100):
+                    lstm_step_forward, softmax_cross_entropy, adam_step, dense_forward,
+                    dense_backward, clip_grad_norm=None, max_norm=5.0, report=None,
+                    report_every=100):
     """Truncated BPTT with Adam over contiguous streams of text.
 
     params: initial parameters (``init_char_lstm``); streams: (L, N) ids
@@ -302,7 +306,8 @@ def train_char_lstm(params, streams, updates, seq_len, lr, *, lstm_forward, lstm
         x_ids, target_ids = streams[s:s + seq_len], streams[s + 1:s + seq_len + 1]
         loss, grads = char_loss_and_grads(params, x_ids, target_ids, y, c, lstm_forward=lstm_forward,
                                           lstm_backward=lstm_backward,
-                                          softmax_cross_entropy=softmax_cross_entropy)
+                                          softmax_cross_entropy=softmax_cross_entropy,
+                                          dense_forward=dense_forward, dense_backward=dense_backward)
         # the next chunk starts where this one ended (computed with the
         # parameters before this update, as in chapter 2's truncated BPTT)
         y, c = run_states(params, x_ids, y, c, lstm_step_forward=lstm_step_forward)
@@ -361,17 +366,19 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
     """
     c, f = config, functions
     K = len(vocab)
-    steps = dict(lstm_step_forward=f["lstm_step_forward"])
+    steps = dict(lstm_step_forward=f["lstm_step_forward"], dense_forward=f["dense_forward"])
+    evaluate = dict(steps, bits_per_char=f["bits_per_char"])
+    writing = dict(steps, draw_next=f["draw_next"])
     val_streams = f["batchify"](val_ids, c["val_streams"])
     curve, samples, start = [], {}, time.perf_counter()
 
     def report(update, params, losses):
-        curve.append((update, bits_per_char(params, val_streams, **steps),
+        curve.append((update, held_out_bits(params, val_streams, **evaluate),
                       float(np.mean(losses[-25:]) / np.log(2.0)) if losses else float("nan")))
         if update in c["sample_at"]:
             for tau in c["temperatures"]:
                 samples[update, tau] = sample_text(params, vocab, c["prime"], c["sample_length"],
-                                                   np.random.default_rng(1), tau, **steps)
+                                                   np.random.default_rng(1), tau, **writing)
         if progress is not None:
             progress(f"update {update:4d}/{c['updates']}: held-out {curve[-1][1]:.2f} bits per "
                      f"character, training {curve[-1][2]:.2f}  ({time.perf_counter() - start:.0f} s)")
@@ -387,6 +394,7 @@ def run_capstone(train_ids, val_ids, vocab, config, *, functions, progress=None)
         lstm_forward=f["lstm_forward"], lstm_backward=f["lstm_backward"],
         lstm_step_forward=f["lstm_step_forward"],
         softmax_cross_entropy=f["softmax_cross_entropy"], adam_step=f["adam_step"],
+        dense_forward=f["dense_forward"], dense_backward=f["dense_backward"],
         clip_grad_norm=f.get("clip_grad_norm"), max_norm=c["max_norm"], report=report,
         report_every=c["eval_every"])
     return dict(params=params, curve=curve, samples=samples, losses=losses,

@@ -89,7 +89,8 @@ def dense_backward(dz, cache):
 
 
 def softmax(z):
-    """Row-wise softmax. z: (N, K) -> (N, K), rows sum to 1.
+    """Softmax over the last axis. z: (..., K), e.g. (N, K) -> the same shape,
+    summing to 1 over the last axis.
 
     Subtracting the row maximum leaves the result unchanged (it cancels in
     the ratio) and keeps every exponent <= 0, so nothing overflows.
@@ -100,7 +101,10 @@ def softmax(z):
 
 
 def log_softmax(z):
-    """Row-wise log softmax, z - logsumexp(z), computed stably."""
+    """Log softmax over the last axis, z - logsumexp(z), computed stably.
+
+    z: (..., K), e.g. (N, K) -> the same shape.
+    """
     z = np.asarray(z, dtype=np.float64)
     shifted = z - z.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -303,6 +307,29 @@ def l2_penalty(params, lam):
         else:
             grads[k] = np.zeros_like(p)
     return float(penalty), grads
+
+
+def early_stopping(state, epoch, val_loss, params, patience):
+    """Early stopping, one epoch at a time: keep the best parameters, say when to stop.
+
+    state: dict, empty ({}) at the first epoch, then the new_state returned
+    at the epoch before; epoch: int, 1 for the first epoch; val_loss: float,
+    the validation loss after this epoch; params: the parameters after this
+    epoch; patience: int >= 1, or None (never stop)
+    -> (new_state, stop): new_state, a new dict with the keys
+       best_loss (the lowest validation loss so far, a float),
+       best_epoch (the epoch that reached it; the earliest one if tied) and
+       best_params (the params passed at that epoch);
+       stop (bool): True once patience epochs have passed since best_epoch
+       without a lower validation loss, i.e. epoch - best_epoch >= patience.
+    state is not modified.
+    """
+    if not state or val_loss < state["best_loss"]:  # strictly lower: a tie keeps the earlier epoch
+        new = {"best_loss": float(val_loss), "best_epoch": int(epoch), "best_params": params}
+    else:
+        new = dict(state)
+    stop = patience is not None and epoch - new["best_epoch"] >= patience
+    return new, bool(stop)
 
 
 def mlp_dropout_loss_and_grads(params, x, y, p, rng):

@@ -152,19 +152,25 @@ def temporal_softmax_cross_entropy(logits, y):
     return float(loss), dlogits / N
 
 
-def rnn_loss_and_grads(params, x, y, h0):
+def rnn_loss_and_grads(params, x, y, h0, mask=None):
     """Many-to-many RNN: forward pass, loss, and full BPTT.
 
     params: dict with U (H, D), W (H, H), b (H,), V (K, H), c (K,);
-    x: (T, N, D), y: (T, N) integer labels, h0: (N, H)
+    x: (T, N, D), y: (T, N) integer labels, h0: (N, H); mask: None, or
+    (T, N) booleans, True at the real steps of a padded batch
     -> loss (float), grads (dict with the keys U W b V c), h_last (N, H) = h(T).
 
         h(t) = tanh(b + W h(t-1) + U x(t)),  o(t) = c + V h(t),
-        J = sum_t J(t) as in ``temporal_softmax_cross_entropy``.
+        J = sum_t J(t) as in ``temporal_softmax_cross_entropy``, or with a
+        mask as in ``masked_temporal_softmax_cross_entropy``.
     """
     U, W, b, V, c = (params[k] for k in ("U", "W", "b", "V", "c"))
     h, cache = rnn_forward(x, h0, U, W, b)
-    loss, do = temporal_softmax_cross_entropy(rnn_logits(h, V, c), y)
+    logits = rnn_logits(h, V, c)
+    if mask is None:
+        loss, do = temporal_softmax_cross_entropy(logits, y)
+    else:
+        loss, do = masked_temporal_softmax_cross_entropy(logits, y, mask)
 
     # V and c are shared over time too: sum the per-step dense-layer grads.
     dV = np.einsum("tnk,tnh->kh", do, h)
@@ -288,6 +294,29 @@ def masked_temporal_softmax_cross_entropy(logits, y, mask):
     return float(loss), np.where(mask[:, :, None], dlogits / N, 0.0)
 
 
+def bits_per_char(logits, y, mask=None):
+    """How well a model predicts text: cross-entropy in bits per character, and perplexity.
+
+    logits: (T, N, K), y: (T, N) integer labels, mask: (T, N) booleans, True
+    at the real steps, or None (every step is real)
+    -> (bits, perplexity), two Python floats: bits is the mean over the real
+       steps of -log2 softmax(logits)[y] (in bits: log base 2; the mean over
+       the real steps only, whatever N and T); perplexity = 2 ** bits.
+
+    Computed from ``masked_temporal_softmax_cross_entropy``.  Raises
+    ValueError if no step is real.
+    """
+    T, N = np.shape(y)
+    mask = np.ones((T, N), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    real = int(mask.sum())
+    if real == 0:
+        raise ValueError("no real step to average over")
+    loss, _ = masked_temporal_softmax_cross_entropy(logits, y, mask)
+    # the loss is in nats and divided by N; a character's share is loss * N / real
+    bits = loss * N / real / np.log(2.0)
+    return float(bits), float(2.0 ** bits)
+
+
 def batchify(ids, N):
     """Cut one long sequence into N contiguous streams, stored time-major.
 
@@ -311,6 +340,23 @@ def batchify(ids, N):
     return ids[:N * L].reshape(N, L).T.copy()
 
 
+def draw_next(logits, rng, temperature=1.0):
+    """The next id, drawn from a model's logits at a temperature.
+
+    logits: (K,); rng: numpy.random.Generator; temperature: float >= 0
+    -> int in [0, K): rng.choice(K, p=softmax(logits / temperature)), exactly
+    one draw from rng, if temperature > 0; the argmax of logits, drawing
+    nothing, if temperature == 0.  Raises ValueError for a negative
+    temperature.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:  # the limit of ever sharper distributions
+        return int(np.argmax(logits))
+    return int(rng.choice(len(logits), p=softmax(logits / temperature)))
+
+
 def sample(params, h0, x0, T, rng, temperature=1.0):
     """Let a trained next-character RNN write T ids, one sequence.
 
@@ -326,9 +372,9 @@ def sample(params, h0, x0, T, rng, temperature=1.0):
         id(s) = rng.choice(K, p=softmax(o(s) / temperature))   if temperature > 0
         id(s) = argmax o(s)                                    if temperature == 0
 
-    where o(s) = c + V h(s).  Every step with temperature > 0 draws exactly
-    once from rng; temperature 0 (greedy) draws nothing.  Raises ValueError
-    for a negative temperature.
+    where o(s) = c + V h(s), as ``draw_next`` draws.  Every step with
+    temperature > 0 draws exactly once from rng; temperature 0 (greedy)
+    draws nothing.  Raises ValueError for a negative temperature.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -341,10 +387,6 @@ def sample(params, h0, x0, T, rng, temperature=1.0):
         x_t = np.zeros((1, K))
         x_t[0, x_id] = 1.0
         h, _ = rnn_step_forward(x_t, h, U, W, b)
-        o = c + h[0] @ V.T
-        if temperature == 0:
-            x_id = int(np.argmax(o))
-        else:
-            x_id = int(rng.choice(K, p=softmax(o / temperature)))
+        x_id = draw_next(c + h[0] @ V.T, rng, temperature)
         ids[s] = x_id
     return ids

@@ -177,3 +177,35 @@ def reproduces(fn, recorded):
 def _leading(got, result):
     return (isinstance(got, tuple) and isinstance(result, tuple) and 2 <= len(got) < len(result)
             and _same(got, result[:len(got)]))
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_fix_it_first_names_a_function_checked_in_the_same_notebook(aid):
+    """A check's ``needs`` names a function to fix first "(its own checks say how)":
+    that function has visible checks in this notebook, or its entry says how
+    to fix it in a third element (a function pasted from an earlier exercise)."""
+    a = course.load(aid)
+    checked = set()
+    for c in a.tests:
+        for node in ast.walk(ast.parse(course.visible_source(c))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
+                first = node.args[0] if node.args else None
+                text = (first.value if isinstance(first, ast.Constant) else
+                        first.values[0].value if isinstance(first, ast.JoinedStr)
+                        and isinstance(first.values[0], ast.Constant) else "")
+                checked.add(text.split(":")[0])
+    loops = {"sgd_step", "momentum_step", "rmsprop_step", "adam_step", "dropout_forward",
+             "l2_penalty"}  # checks named in a loop over these names: f"{name}: ..."
+    checked |= loops & set(a.functions)
+    found = 0
+    for c in a.cells:
+        if c.kind not in ("tests", "setup"):
+            continue
+        for node in ast.walk(ast.parse(c.source)):
+            if isinstance(node, ast.Dict):
+                for k, v in zip(node.keys, node.values):
+                    if (isinstance(k, ast.Constant) and isinstance(v, ast.Tuple)
+                            and v.elts and isinstance(v.elts[0], ast.Lambda)):
+                        found += 1
+                        assert len(v.elts) == 3 or k.value in checked, (aid, c.grade_id, k.value)
+    assert found or aid == "dimensionality"

@@ -24,6 +24,10 @@ EXTRAS = {
          ("answer_softmax", "    z = np.asarray(z, dtype=np.float64)\n",
           "    z = np.asarray(z, dtype=np.float64) + np.random.rand() * 1e-3\n")],
     ],
+    "lstm": [  # changes dy in place: the checks put it back, in the kernel and in the grader
+        [("answer_lstm_backward", "        delta_y = dy[t] + dy_prev\n",
+          "        dy[t] += dy_prev\n        delta_y = dy[t]\n")],
+    ],
 }
 
 

@@ -12,20 +12,25 @@ import numpy as np
 import pytest
 
 from solutions import charmodel as C
-from solutions.dcl_backprop import (adam_step, log_softmax, numerical_gradient, relative_error,
-                                    softmax, softmax_cross_entropy)
+from solutions.dcl_backprop import (adam_step, dense_backward, dense_forward, log_softmax,
+                                    numerical_gradient, relative_error, softmax,
+                                    softmax_cross_entropy)
 from solutions.lstm import lstm_backward, lstm_forward, lstm_step_forward
-from solutions.rnn_bptt import batchify, clip_grad_norm
+from solutions.rnn_bptt import batchify, bits_per_char, clip_grad_norm, draw_next
 from tests.conftest import ROOT
 from tests.solutions.helpers import assert_same
 
 pytestmark = pytest.mark.filterwarnings("error")
 
 STEP = dict(lstm_step_forward=lstm_step_forward)
-GRAD = dict(lstm_forward=lstm_forward, lstm_backward=lstm_backward,
+READ = dict(STEP, dense_forward=dense_forward)
+EVAL = dict(READ, bits_per_char=bits_per_char)
+GRAD = dict(lstm_forward=lstm_forward, lstm_backward=lstm_backward, dense_forward=dense_forward,
+            dense_backward=dense_backward,
             softmax_cross_entropy=softmax_cross_entropy)
 FUNCTIONS = dict(GRAD, lstm_step_forward=lstm_step_forward, adam_step=adam_step,
-                 clip_grad_norm=clip_grad_norm, batchify=batchify)
+                 clip_grad_norm=clip_grad_norm, batchify=batchify, bits_per_char=bits_per_char,
+                 draw_next=draw_next)
 
 
 def small_model(seed=0, K=5, H=3, peepholes=0.5):
@@ -95,7 +100,7 @@ def test_course_text_of_the_book():
     train, val = C.course_text(ROOT / "book")
     assert 0.05 < len(val) / (len(train) + len(val)) < 0.15
     assert "code-cell" not in train + val and "jupytext" not in train + val
-    assert "backpropagation" in val.lower() and "LSTM" in train
+    assert "backprop" in val.lower() and "gradient" in val.lower() and "LSTM" in train
 
 
 def test_vocabulary_encode_decode():
@@ -199,22 +204,22 @@ def test_run_states_carries_the_state_like_one_long_forward():
     np.testing.assert_allclose(c_end, c_one, rtol=1e-12, atol=1e-14)
 
 
-def test_bits_per_char_matches_a_whole_stream_forward():
+def test_held_out_bits_matches_a_whole_stream_forward():
     P = small_model(8)
     streams = np.random.default_rng(9).integers(0, 5, size=(12, 3))
     logits = lstm_outputs(P, streams[:-1]) @ P["W_y"].T + P["b_y"]
     t_idx, n_idx = np.meshgrid(np.arange(11), np.arange(3), indexing="ij")
     want = -log_softmax(logits)[t_idx, n_idx, streams[1:]].mean() / math.log(2)
-    assert C.bits_per_char(P, streams, **STEP) == pytest.approx(want, rel=1e-12)
+    assert C.held_out_bits(P, streams, **EVAL) == pytest.approx(want, rel=1e-12)
 
 
-def test_bits_per_char_of_a_model_without_context_by_hand():
+def test_held_out_bits_of_a_model_without_context_by_hand():
     # W_y = 0: every prediction is softmax(b_y) = (1/2, 1/4, 1/4), whatever was read.
     P = small_model(10, K=3)
     P["W_y"] = np.zeros_like(P["W_y"])
     P["b_y"] = np.log([0.5, 0.25, 0.25])
     streams = np.array([[0, 1], [1, 1], [2, 0]])     # predicted: 1, 1, 2, 0 -> 2 + 2 + 2 + 1 bits
-    assert C.bits_per_char(P, streams, **STEP) == pytest.approx(7 / 4, rel=1e-14)
+    assert C.held_out_bits(P, streams, **EVAL) == pytest.approx(7 / 4, rel=1e-14)
 
 
 # ----------------------------------------------------------------------------
@@ -242,7 +247,7 @@ def test_sample_text_carries_the_state_and_draws_once_per_character(temperature)
     vocab = "abcde"
     rng = np.random.default_rng(12)
     replay = copy.deepcopy(rng)
-    got = C.sample_text(P, vocab, "cab", 25, rng, temperature, **STEP)
+    got = C.sample_text(P, vocab, "cab", 25, rng, temperature, **READ, draw_next=draw_next)
     assert len(got) == 25
     assert got == replay_sample(P, vocab, "cab", 25, replay, temperature)
     assert rng.bit_generator.state == replay.bit_generator.state   # 25 draws, or none

@@ -307,3 +307,35 @@ def test_l2_penalty_gradient_matches_finite_differences(rng):
         assert np.allclose(grads[k], num, rtol=0, atol=1e-8), k
     assert not grads["gamma"].any()   # only the keys starting with "W" are weights
     assert_same(params, before)
+
+
+# ----------------------------------------------------------------------------
+# Early stopping
+
+
+def _stop_run(losses, patience):
+    state, out = {}, []
+    for epoch, loss in enumerate(losses, start=1):
+        state, stop = ref.early_stopping(state, epoch, loss, {"W": np.array([float(epoch)])},
+                                         patience)
+        out.append((state["best_epoch"], state["best_loss"], float(state["best_params"]["W"][0]),
+                    stop))
+    return out
+
+
+def test_early_stopping_by_hand():
+    # best at epoch 2 (0.5); epoch 4 ties it (no improvement); patience 2 stops at epoch 4
+    got = _stop_run([0.9, 0.5, 0.7, 0.5, 0.4], patience=2)
+    assert [g[0] for g in got] == [1, 2, 2, 2, 5]
+    assert [g[3] for g in got] == [False, False, False, True, False]
+    assert got[3][1] == 0.5 and got[3][2] == 2.0     # the params of epoch 2, not of epoch 4
+    assert got[4][2] == 5.0
+
+
+def test_early_stopping_without_patience_never_stops_and_keeps_state():
+    got = _stop_run([0.3, 0.4, 0.5, 0.6, 0.7, 0.8], patience=None)
+    assert not any(g[3] for g in got) and got[-1][0] == 1
+    state, _ = ref.early_stopping({}, 1, 0.5, {"W": np.zeros(1)}, 1)
+    before = dict(state)
+    new, stop = ref.early_stopping(state, 2, 0.1, {"W": np.ones(1)}, 1)
+    assert state == before and new is not state and new["best_epoch"] == 2 and stop is False

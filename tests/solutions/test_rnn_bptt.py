@@ -781,3 +781,44 @@ def test_sample_edge_cases():
     assert ids.shape == (0,) and rng.bit_generator.state == state
     with pytest.raises(ValueError):
         R.sample(params, h0, 0, 5, rng, temperature=-1.0)
+
+
+# ----------------------------------------------------------------------------
+# Bits per character
+
+
+def test_bits_per_char_by_hand():
+    # K = 4 with equal logits: every prediction costs log2 4 = 2 bits, padding or not
+    logits = np.zeros((3, 2, 4))
+    y = np.array([[0, 1], [2, 3], [1, 9]])           # 9 sits at a padded step: ignored
+    mask = np.array([[True, True], [True, True], [True, False]])
+    bits, perplexity = R.bits_per_char(logits, y, mask)
+    assert bits == pytest.approx(2.0, rel=1e-14) and perplexity == pytest.approx(4.0, rel=1e-14)
+    assert isinstance(bits, float) and isinstance(perplexity, float)
+
+
+def test_bits_per_char_averages_over_the_real_steps_only():
+    # one real step predicted with p = 1/2 (1 bit), one with p = 1/8 (3 bits): mean 2 bits
+    logits = np.log(np.array([[[0.5, 0.5]], [[0.125, 0.875]], [[0.5, 0.5]]]))
+    y = np.array([[0], [0], [1]])
+    mask = np.array([[True], [True], [False]])
+    assert R.bits_per_char(logits, y, mask)[0] == pytest.approx(2.0, rel=1e-12)
+    assert R.bits_per_char(logits[:2], y[:2])[0] == pytest.approx(2.0, rel=1e-12)
+    with pytest.raises(ValueError):
+        R.bits_per_char(logits, y, np.zeros_like(mask))
+
+
+def test_draw_next_by_hand():
+    logits = np.log(np.array([0.1, 0.2, 0.7]))
+    assert R.draw_next(logits, np.random.default_rng(0), 0.0) == 2     # greedy: the argmax
+    g = np.random.default_rng(3)
+    got = R.draw_next(logits, g, 1.0)
+    h = np.random.default_rng(3)
+    assert got == h.choice(3, p=[0.1, 0.2, 0.7])                      # one draw, same numbers
+    assert g.random() == h.random()
+    # temperature 1/2 squares the probabilities: (0.01, 0.04, 0.49) / 0.54
+    h = np.random.default_rng(4)
+    assert R.draw_next(logits, np.random.default_rng(4), 0.5) == h.choice(
+        3, p=np.array([0.01, 0.04, 0.49]) / 0.54)
+    with pytest.raises(ValueError):
+        R.draw_next(logits, np.random.default_rng(0), -1.0)
