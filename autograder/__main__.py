@@ -27,6 +27,9 @@ def main(argv=None):
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--only", nargs="+", metavar="STUDENT",
                    help="grade these students only; everyone else's grades in OUT stay")
+    g.add_argument("--require-fence", default="", metavar="LAYER[,LAYER]",
+                   help="refuse to grade unless these fence layers are in force (names: "
+                        "namespace, uid, tmpfs, ipc, landlock, scoped, seccomp, cgroup; or all)")
     g.add_argument("--resume", action="store_true",
                    help="skip submissions OUT already holds, graded from the same notebook, "
                         "seed, limits and course")
@@ -61,13 +64,15 @@ def main(argv=None):
         try:
             rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
                                seed=args.seed, db_url=args.db, progress=not args.quiet,
-                               only=args.only, resume=args.resume, cluster=args.cluster)
+                               only=args.only, resume=args.resume, cluster=args.cluster,
+                               require_fence=[n for n in args.require_fence.split(",") if n])
         except StaleNotebook as exc:
             print(f"cannot grade: {exc}", file=sys.stderr)
             return 2
         except RuntimeError as exc:
             from .cluster import ClusterError  # imports no Dask
-            if not isinstance(exc, ClusterError):
+            from .fence import FenceMissing
+            if not isinstance(exc, (ClusterError, FenceMissing)):
                 raise
             print(f"cannot grade: {exc}", file=sys.stderr)
             return 2

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import course, grade, nbgrader_course, wire
+from . import course, fence, grade, nbgrader_course, wire
 from .processes import ScratchRoot, become_subreaper, reap_orphans
 from .sandbox import Limits
 from .store import Store, key
@@ -226,15 +226,18 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
 
 
 def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True,
-                grade_one=_grade_one, only=None, resume=False, cluster=None):
+                grade_one=_grade_one, only=None, resume=False, cluster=None, require_fence=()):
     """Grade the submissions in ``submitted`` (those of the students in
     ``only``, if given) into ``out``; return the rows of grades.csv, which
     holds every submission recorded in ``out`` (see ``store``).
 
     cluster: None (a pool of ``jobs`` processes here), or a Dask cluster,
     "local:N" or a scheduler's address (``cluster.run_cluster``).
+    require_fence: fence layers (``fence.LAYERS``) without which nothing is
+    graded (``fence.FenceMissing``); the layers in force are printed first.
     """
     limits = limits or Limits()
+    fence.require(require_fence, fence.announce(limits))
     known = set(course.assignments())
     subs = find_submissions(nbgrader_course.submitted_folder(submitted), known)
     if only is not None:

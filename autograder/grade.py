@@ -485,6 +485,7 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
                     "private_tmpfs": bool(info.get("tmpfs")),
                     "ipc_namespace": bool(info.get("ipc_namespace")),
                     "seccomp": bool(info.get("seccomp")),
+                    "memory": info.get("memory", "per-process"),
                     "restarts": session.visible.restarts + session.hidden.restarts},
         "seed": seed,
     }

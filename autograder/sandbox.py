@@ -10,6 +10,8 @@ what a process cannot enforce on itself:
   covering the whole reply (a process that sends half a message and stalls
   is stopped like one that loops), and a deadline on every write to it (a
   process that stops reading cannot block the grader);
+- one memory budget for all its processes together (``cgroup.py``: a memory
+  cgroup of its own, or else fewer processes sharing the limit);
 - an output cap (kept for the instructor) and a flood limit (stopped);
 - outside a tmpfs scratch folder, a watcher that stops a process whose
   folder grows past ``disk_mb`` or ``max_files``;
@@ -32,7 +34,9 @@ import time
 from pathlib import Path
 
 from . import wire
-from .processes import StudentClock, UidSlot, kill_tree, scratch_folder, spawn
+from .cgroup import MemoryCgroup, memory_event, split_budget
+from .processes import (StudentClock, UidSlot, kill_tree, readable_roots, scratch_folder, spawn,
+                        worker_path)
 
 _HERE = Path(__file__).resolve().parent
 _WORKER_SOURCE = "\n".join((_HERE / name).read_text()
@@ -58,8 +62,9 @@ class Limits:
 
     cell_timeout, notebook_timeout: seconds charged to the student (see
     ``processes.StudentClock``), per cell and per process.
-    isolation: "auto" (namespaces and a uid of its own when run as root) or
-    "basic" (rlimits, Landlock and seccomp only, as for a non-root grader).
+    isolation: "auto" (namespaces, a uid and a memory cgroup of its own when
+    run as root) or "basic" (rlimits, Landlock and seccomp only, as for a
+    non-root grader).  memory_mb bounds all of a sandbox's processes together.
     """
 
     def __init__(self, cell_timeout=30.0, notebook_timeout=300.0,
@@ -94,22 +99,6 @@ class StudentError(Exception):
         self.warnings = list(warnings)
 
 
-def readable_roots():
-    """Paths the student's process may read: the Python installation."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib",
-             "/lib64", "/bin", "/etc/ld.so.cache", "/etc/fonts", "/dev/null", "/dev/urandom",
-             os.path.dirname(os.path.realpath(sys.executable))}
-    roots.update(worker_path())
-    return sorted({os.path.realpath(p) for p in roots if os.path.exists(p)})
-
-
-def worker_path():
-    """Site-packages folders for the worker's sys.path (it runs without site,
-    so no .pth file, such as an editable install's, adds the course)."""
-    return [p for p in sys.path
-            if p.rstrip("/").endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
-
-
 class Sandbox:
     """One student process.  Use as a context manager.
 
@@ -129,7 +118,8 @@ class Sandbox:
         self.slot = None
         self.clock = None
         self.info = {"landlock": 0, "scoped": False, "isolation": "none", "tmpfs": False,
-                     "ipc_namespace": False, "seccomp": False}
+                     "ipc_namespace": False, "seccomp": False, "memory": "per-process"}
+        self.memory = None  # its memory cgroup (cgroup.py), where the kernel offers one
         self.seq = 0
         self.charged = 0.0  # seconds charged to this process so far
         self._closed = threading.Event()
@@ -141,27 +131,22 @@ class Sandbox:
     # -- life cycle ---------------------------------------------------------
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # nothing it set up outlives it: uid, cgroup, scratch folder
+            raise
+
+    def _start(self):
         lim = self.limits
         if os.geteuid() == 0 and lim.isolation == "auto":
             try:
                 self.slot = UidSlot()
             except (OSError, RuntimeError):
                 self.slot = None  # weaker, and reported as such (isolation "none")
+            self.memory = MemoryCgroup.create(lim.memory_mb)
         r_child, w_parent = os.pipe()
         r_parent, w_child = os.pipe()
-        settings = {
-            "scratch": self.scratch,
-            "sandbox_seed": int(self.seed),
-            "uid": self.slot.uid if self.slot else None,
-            "memory_bytes": int(lim.memory_mb) * 2**20,
-            "file_bytes": int(lim.file_mb) * 2**20,
-            "disk_kb": int(lim.disk_mb) * 1024,
-            "max_files": int(lim.max_files),
-            "max_tasks": int(lim.max_tasks),
-            "cpu_seconds": int(lim.notebook_timeout) + 10,
-            "readable": readable_roots(),
-            "writable": [self.scratch, "/dev/null"],
-        }
         env = {
             "PATH": "/usr/bin:/bin", "HOME": self.scratch, "TMPDIR": self.scratch,
             "MPLBACKEND": "Agg", "MPLCONFIGDIR": self.scratch,
@@ -178,6 +163,24 @@ class Sandbox:
         os.close(r_child)
         os.close(w_child)
         self.rfd, self.wfd = r_parent, w_parent
+        if self.memory is not None:  # in before the settings, so before any student code
+            self.memory.add(self.proc.pid)
+        # Without a cgroup, fewer processes share the budget (cgroup.split_budget).
+        tasks, task_mb = ((lim.max_tasks, lim.memory_mb) if self.memory
+                          else split_budget(lim.memory_mb, lim.max_tasks))
+        settings = {
+            "scratch": self.scratch,
+            "sandbox_seed": int(self.seed),
+            "uid": self.slot.uid if self.slot else None,
+            "memory_bytes": int(task_mb) * 2**20,
+            "file_bytes": int(lim.file_mb) * 2**20,
+            "disk_kb": int(lim.disk_mb) * 1024,
+            "max_files": int(lim.max_files),
+            "max_tasks": int(tasks),
+            "cpu_seconds": int(lim.notebook_timeout) + 10,
+            "readable": readable_roots(),
+            "writable": [self.scratch, "/dev/null"],
+        }
         os.set_blocking(self.wfd, False)  # every write has a deadline (wire.send)
         self.clock = StudentClock(self.proc.pid, self.slot.uid if self.slot else None)
         self._drain = threading.Thread(target=self._read_output, daemon=True)
@@ -188,16 +191,17 @@ class Sandbox:
             raise SandboxFailed("the sandbox could not be set up:\n" + str(hello["setup_error"]))
         self.charged = 0.0  # starting up is the grader's time, not the student's
         self.info = {k: hello.get(k) for k in FENCE_KEYS}
+        # The sum of its processes is bounded by a cgroup, or by RLIMIT_NPROC
+        # x RLIMIT_AS (which the kernel does not apply to root).
+        self.info["memory"] = (self.memory.layer if self.memory else "split"
+                               if os.geteuid() != 0 or str(self.info["isolation"]).endswith("uid")
+                               else "per-process")
         if not self.info["tmpfs"]:
             threading.Thread(target=self._watch_scratch, daemon=True).start()
         return self
 
     def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
+        return self.start()
 
     def __exit__(self, *exc):
         self.close()
@@ -223,6 +227,9 @@ class Sandbox:
         elif self.slot is not None:
             self.slot.release()
             self.slot = None
+        if self.memory is not None:
+            self.memory.remove()
+            self.memory = None
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     @property
@@ -236,6 +243,13 @@ class Sandbox:
     def _stop(self, text):
         self._event(text)
         kill_tree(self.proc)
+
+    def _over_memory(self):
+        """Whether its processes together went over the limit (then it is stopped)."""
+        if self.memory is None or not self.memory.oom_kills():
+            return False
+        self._stop(memory_event(self.limits.memory_mb))
+        return True
 
     # -- watchers -------------------------------------------------------------
 
@@ -342,6 +356,8 @@ class Sandbox:
         if not isinstance(reply, dict) or reply.get("seq") != seq or "ok" not in reply:
             self._stop("Your code wrote into the grader's private channel, so it was stopped.")
             raise StudentCrash("the grader's channel was disturbed")
+        if self._over_memory():  # the kernel killed one of its processes (a child, say)
+            raise StudentCrash("stopped: over the memory limit")
         if reply.get("scratch_full"):
             self._event(f"Your code filled its working folder (at most {self.limits.disk_mb} MB "
                         f"and {self.limits.max_files} files); writing more failed.")
@@ -354,6 +370,8 @@ class Sandbox:
             kill_tree(self.proc)
             self._event("Your code closed the grader's private channel, so it was stopped.")
             return "your code closed the grader's channel"
+        if self._over_memory():
+            return "stopped: over the memory limit"
         if code < 0:
             try:
                 sig = signal.Signals(-code).name

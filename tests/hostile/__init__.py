@@ -168,6 +168,23 @@ def _non_utf8_file_name(ctx, folder):
     (folder / os.fsdecode(b"caf\xe9.ipynb")).write_bytes(_bytes(_copy(ctx.filled)))
 
 
+MEMORY_FORK = """
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(int(1.2 * 2048 / 4 * 2**20))
+        for i in range(0, len(block), 4096):
+            block[i] = 1  # touched: resident, not just reserved
+        time.sleep(2)
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
 # Every graded function of the assignment, made to zero its array arguments and
 # empty its dict arguments after computing its result from zeroed copies: the
 # constants a reference fed with zeros returns.  Against a grader that let
@@ -274,6 +291,10 @@ CASES = [
                              "        f.write(b'x' * 2**20)\n"),
          says=[("working folder", "file too large")]),
     Case("memory_bomb", inject("x = bytearray(10**11)\n"), says=[("memoryerror",)]),
+    # Four children, each within the per-process limit, together 1.2 x the
+    # notebook's limit (the corpus runs with the default --memory 2048).
+    Case("memory_fork", inject(MEMORY_FORK),
+         says=[("memory limit (2048 mb for all of them)", "more than 4 processes or threads")]),
     Case("runaway", inject("while True:\n    pass\n", where="start"),
          says=[("ran for more than",)]),
     Case("flood", inject("while True:\n    print('x' * 10000)\n"),
