@@ -23,6 +23,9 @@ def main(argv=None):
     g.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook")
     g.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook")
     g.add_argument("--seed", type=int, default=0, help="grading seed for the hidden inputs")
+    g.add_argument("--key-file", default=None, metavar="PATH",
+                   help="the course key the hidden inputs are drawn with, kept secret "
+                        "(default OUT/.grading-key, made on first use)")
     g.add_argument("--db", default=None, help="gradebook URL (default: sqlite OUT/gradebook.db)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--only", nargs="+", metavar="STUDENT",
@@ -58,6 +61,7 @@ def main(argv=None):
             p.error(f"no such folder: {args.submitted}")
         if args.jobs < 1 or args.timeout <= 0 or args.memory < 256:
             p.error("--jobs >= 1, --timeout > 0 and --memory >= 256 please")
+        from . import secret
         from .course import StaleNotebook
         limits = Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout,
                         memory_mb=args.memory)
@@ -65,8 +69,9 @@ def main(argv=None):
             rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
                                seed=args.seed, db_url=args.db, progress=not args.quiet,
                                only=args.only, resume=args.resume, cluster=args.cluster,
-                               require_fence=[n for n in args.require_fence.split(",") if n])
-        except StaleNotebook as exc:
+                               require_fence=[n for n in args.require_fence.split(",") if n],
+                               key_file=args.key_file)
+        except (StaleNotebook, secret.BadKey) as exc:
             print(f"cannot grade: {exc}", file=sys.stderr)
             return 2
         except RuntimeError as exc:

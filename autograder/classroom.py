@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from . import course, fence, grade, nbgrader_course, wire
+from . import course, fence, grade, nbgrader_course, secret, wire
 from .processes import ScratchRoot, become_subreaper, reap_orphans
 from .sandbox import Limits
 from .store import Store, key
@@ -97,7 +97,7 @@ def find_submissions(submitted, known):
 
 
 def _grade_one(job):
-    student, aid, path, note, limits, seed = job
+    student, aid, path, note, limits, seed, *key = job  # key: the course key (secret.py)
     t0 = time.monotonic()
     base = grade.zero_result(0.0, [note] if note else [], seed)
     try:
@@ -111,7 +111,7 @@ def _grade_one(job):
                 base["notes"].append(problem)
                 result, status = base, "unreadable"
             else:
-                result = grade.grade_notebook(a, nb, limits, seed)
+                result = grade.grade_notebook(a, nb, limits, seed, key[0] if key else None)
                 result["notes"] = base["notes"] + result["notes"]
                 status = "graded"
                 try:  # made here, where the submission is parsed: the Store writes it
@@ -126,7 +126,7 @@ def _grade_one(job):
 
 
 def _crashed(job, why):
-    student, aid, _, note, _, seed = job
+    student, aid, _, note, _, seed, *_ = job
     try:
         max_score = course.load(aid).max_score
     except Exception:
@@ -226,7 +226,8 @@ def run_pool(work, jobs, grade_one=_grade_one, limit=None, on_result=None):
 
 
 def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True,
-                grade_one=_grade_one, only=None, resume=False, cluster=None, require_fence=()):
+                grade_one=_grade_one, only=None, resume=False, cluster=None, require_fence=(),
+                key_file=None):
     """Grade the submissions in ``submitted`` (those of the students in
     ``only``, if given) into ``out``; return the rows of grades.csv, which
     holds every submission recorded in ``out`` (see ``store``).
@@ -235,6 +236,8 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
     "local:N" or a scheduler's address (``cluster.run_cluster``).
     require_fence: fence layers (``fence.LAYERS``) without which nothing is
     graded (``fence.FenceMissing``); the layers in force are printed first.
+    key_file: the course key the hidden inputs are drawn with (``secret.py``;
+    default ``out/.grading-key``, made on first use).
     """
     limits = limits or Limits()
     fence.require(require_fence, fence.announce(limits))
@@ -248,13 +251,14 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
         course.expected(aid)
         nbgrader_course.release(aid)
     out_store = Store(out, db_url, seed)
+    grading_key = secret.load_or_create(key_file or Path(out) / secret.KEY_FILE)
     work, keys, folders, kept = [], [], [], 0
     for s, a, p, n, f in subs:
         k = key(p, a, seed, limits)
         if resume and out_store.recorded(s, a, k):
             kept += 1
             continue
-        work.append((s, a, p, n, limits, seed))
+        work.append((s, a, p, n, limits, seed, grading_key))
         keys.append(k)
         folders.append(f)
     bar = None

@@ -6,8 +6,8 @@ machine; ``--cluster tcp://host:8786`` uses a scheduler started elsewhere
 the same ``classroom._grade_one`` as a process of the local pool, inside the
 same fenced sandboxes, and sends back plain data: the result tuple as JSON
 text.  What goes out is plain too: the notebook's bytes (read here, where the
-file lies: a worker need not see the submissions folder), the limits and the
-seed.
+file lies: a worker need not see the submissions folder), the limits, the
+seed and the course key (``secret.py``: the cluster's workers are trusted with it).
 
 This process is the coordinator and the one writer: ``run_cluster`` has the
 contract of ``classroom.run_pool`` (``on_result(index, result)`` as each
@@ -264,9 +264,9 @@ class _Run:
         capacity = self.capacity()
         while self.pending and len(self.inflight) < capacity:
             i, job = self.pending.popleft()
-            student, aid, path, note, limits, seed = job
+            student, aid, path, note, *rest = job  # rest: limits, seed, course key
             carried = grade.load_submission(path) if path is not None else None
-            f = self.client.submit(grade_task, (student, aid, carried, note, limits, seed),
+            f = self.client.submit(grade_task, (student, aid, carried, note, *rest),
                                    self.digest, self.grade_one, pure=False,
                                    key=f"grade-{student}-{aid}-{self.run_id}")
             with self.lock:

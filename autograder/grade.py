@@ -36,21 +36,20 @@ test cell share ``cell_timeout``; each process has ``notebook_timeout``.  A
 cell that kills the process is reported and skipped, and the plan runs
 again without it.
 
-The sandboxes' global random sources are seeded from ``sandbox_seed(seed)``,
-a keyed hash of the grading seed whose key is the reference solutions, which
-a sandbox cannot read: the grading seed (which draws the hidden inputs)
-cannot be recovered from anything inside a sandbox.
+Hidden inputs and the sandboxes' global random sources are keyed hashes of
+the grading seed (``secret.py``): HMAC with the course key, a secret the
+instructor keeps and no sandbox can read.  So code in the hidden process
+that tries seeds until it reproduces the inputs it was given finds nothing,
+and learns nothing it could signal through its pass count; the same seed
+and key give the same grades.  Without a key (``key=None``) the hash is
+keyed with nothing and the hidden inputs follow from the seed alone.
 """
-import functools
-import hashlib
-import hmac
 import threading
-import zlib
 
 import nbformat
 import numpy as np
 
-from . import calls, checks, course, wire
+from . import calls, checks, course, secret, wire
 from .sandbox import Limits, Sandbox, StudentCrash, StudentError
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -206,20 +205,6 @@ def run_test_code(source, namespace, label):
         checks._hidden = False
 
 
-@functools.lru_cache(maxsize=None)
-def _seed_key():
-    """The key of ``sandbox_seed``: a hash of the reference solutions, read once."""
-    return hashlib.sha256(b"".join(
-        p.read_bytes() for p in sorted((course.ROOT / "solutions").glob("*.py")))).digest()
-
-
-def sandbox_seed(seed):
-    """The seed of a sandbox's global random sources: a keyed hash of the
-    grading seed (key: the reference solutions, which no sandbox can read)."""
-    digest = hmac.new(_seed_key(), f"sandbox:{seed}".encode(), "sha256")
-    return int.from_bytes(digest.digest()[:8], "little") >> 1
-
-
 class Runner:
     """The student's process for one pass (visible or hidden checks), started
     on first use and restarted, up to MAX_RESTARTS, if it dies."""
@@ -326,9 +311,9 @@ class Runner:
 class Session:
     """The processes of one submission, the pass in progress and the time left."""
 
-    def __init__(self, steps, limits, seed, policy):
+    def __init__(self, steps, limits, seed, policy, key=None):
         self.steps, self.limits, self.policy = steps, limits, policy
-        self.sandbox_seed = sandbox_seed(seed)
+        self.sandbox_seed = secret.sandbox_seed(key, seed)
         self.visible = Runner(self, hidden=False)
         self.hidden = Runner(self, hidden=True)
         self.runner = self.visible
@@ -412,12 +397,16 @@ def _records(cell, source, namespace, label, hidden):
         checks._results = None
 
 
-def grade_notebook(assignment, nb, limits=None, seed=0):
-    """Score a parsed submission; returns the results dict (Gradescope-like)."""
+def grade_notebook(assignment, nb, limits=None, seed=0, key=None):
+    """Score a parsed submission; returns the results dict (Gradescope-like).
+
+    key: the course key (``secret.py``) the hidden inputs are drawn with;
+    None: none, so anyone who knows ``seed`` can compute them.
+    """
     limits = limits or Limits()
     steps, notes = plan(assignment, nb)
     notes = kernel_notes(nb) + notes
-    session = Session(steps, limits, seed, assignment.policy())
+    session = Session(steps, limits, seed, assignment.policy(), key)
     expected = checks.expected_from(course.expected(assignment.id))
     trusted = {}
     for c in assignment.cells:  # the instructor's own set-up, run here too
@@ -446,7 +435,7 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
                     continue
                 session.begin_cell(cell.grade_id)
                 ns = dict(base, ref=ref, grading_rng=np.random.default_rng(
-                    [seed, zlib.crc32(cell.grade_id.encode())]))
+                    secret.hidden_entropy(key, seed, cell.grade_id)))
                 records = _records(cell, course.hidden_source(cell), ns,
                                    f"<hidden tests {cell.grade_id}>", hidden=True)
                 by_cell[cell.grade_id] += [r for r in records if r["hidden"]]
@@ -486,6 +475,7 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
                     "ipc_namespace": bool(info.get("ipc_namespace")),
                     "seccomp": bool(info.get("seccomp")),
                     "memory": info.get("memory", "per-process"),
+                    "secret_key": key is not None,
                     "restarts": session.visible.restarts + session.hidden.restarts},
         "seed": seed,
     }

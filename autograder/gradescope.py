@@ -13,6 +13,8 @@ sources as everything else:
     run_autograder    run per submission: grades it and writes
                       /autograder/results/results.json
     gradescope.json   the grading settings chosen at build time, the assignment first
+    grading-key       a course key made at build time (``secret.py``): the hidden
+                      inputs are drawn with it, so a zip built again draws others
     autograder/ solutions/ source/ exercises/ requirements-grading.txt constraints.txt
 
 The course is not installed: ``run_autograder`` runs the grader from the
@@ -38,6 +40,7 @@ instructors' accounts only (Gradescope never shows it to students).
 """
 import argparse
 import json
+import os
 import sys
 import traceback
 import zipfile
@@ -74,12 +77,13 @@ exec "$PYTHON" -m autograder.gradescope run \\
 """
 
 FILES = ["requirements-grading.txt", "constraints.txt"]
+KEY_MEMBER = "grading-key"
 FOLDERS = ["autograder", "solutions", "source", "exercises"]  # exercises: the expected values
 
 
 def build(out, assignment, seed=0, timeout=30.0, notebook_timeout=300.0, memory=2048):
     """Write the Gradescope autograder zip of ``assignment``; returns its members."""
-    from . import course
+    from . import course, secret
     root = course.ROOT
     if assignment not in course.assignments():
         raise ValueError(f"no assignment {assignment!r} (have {course.assignments()})")
@@ -98,6 +102,7 @@ def build(out, assignment, seed=0, timeout=30.0, notebook_timeout=300.0, memory=
         add(z, "setup.sh", SETUP_SH, 0o755)
         add(z, "run_autograder", RUN_AUTOGRADER, 0o755)
         add(z, "gradescope.json", json.dumps(settings, indent=2) + "\n")
+        add(z, KEY_MEMBER, secret.new_key_text(), 0o600)
         for name in FILES:
             add(z, name, (root / name).read_bytes())
         for folder in FOLDERS:
@@ -152,7 +157,7 @@ def notebooks_in(folder):
 
 def run(submission, results, settings=None):
     """Grade the notebook in ``submission`` into Gradescope's ``results`` file."""
-    from . import course, grade, report, wire
+    from . import course, grade, report, secret, wire
     from .processes import ScratchRoot, become_subreaper
     from .sandbox import Limits
     become_subreaper()
@@ -182,8 +187,13 @@ def run(submission, results, settings=None):
         limits = Limits(cell_timeout=cfg.get("timeout", 30.0),
                         notebook_timeout=cfg.get("notebook_timeout", 300.0),
                         memory_mb=cfg.get("memory", 2048))
+        key_path = course.ROOT / KEY_MEMBER
+        key = None
+        if key_path.exists():  # unzipped with whatever mode: it is the grader's own file
+            os.chmod(key_path, 0o600)
+            key = secret.load_or_create(key_path)
         with ScratchRoot():
-            result = grade.grade_notebook(course.load(aid), nb, limits, seed)
+            result = grade.grade_notebook(course.load(aid), nb, limits, seed, key)
         result["notes"] = [f"Graded {name} as assignment {aid}."] + result["notes"]
     out = report.gradescope_results(result)
     Path(results).parent.mkdir(parents=True, exist_ok=True)

@@ -158,8 +158,11 @@ def test_each_case_is_scored_and_explained(corpus, case):
 
 def test_honest_students_are_unaffected(corpus):
     """Their results equal a grading of the same notebook on its own."""
+    from autograder import secret
+    key = secret.load_or_create(corpus["out"] / secret.KEY_FILE)  # the run's course key
     alone = report.gradescope_results(grade.grade_notebook(
-        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=CORPUS_SEED))
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=CORPUS_SEED,
+        key=key))
     for name in ("honest", "zz_honest"):
         got = json.loads((corpus["out"] / name / AID / "results.json").read_text())
         assert got == json.loads(json.dumps(alone)), name
@@ -500,9 +503,10 @@ def test_same_seed_same_grades_twice(tmp_path):
         (sub / name / AID).mkdir(parents=True)
         nbformat.write(nb, sub / name / AID / f"{AID}.ipynb")
     outs = []
-    for run in ("a", "b"):
+    for run in ("a", "b"):  # two OUTs, one course key
         out = tmp_path / run
-        proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--seed", 5, "--quiet")
+        proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--seed", 5, "--quiet",
+                       "--key-file", tmp_path / "course.key")
         assert proc.returncode == 0, proc.stderr
         outs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
                      if p.suffix in (".csv", ".json", ".html")
@@ -674,13 +678,15 @@ def test_gradescope_package_grades_a_submission(tmp_path):
         mode = z.getinfo("run_autograder").external_attr >> 16
         assert mode & 0o111
         assert json.loads(z.read("gradescope.json"))["assignment"] == AID
+        assert z.getinfo("grading-key").external_attr >> 16 & 0o777 == 0o600  # a course key
+        key = bytes.fromhex(z.read("grading-key").decode())
         z.extractall(tmp_path / "source")
     for script in ("setup.sh", "run_autograder"):
         assert subprocess.run(["bash", "-n", str(tmp_path / "source" / script)]).returncode == 0
     setup = (tmp_path / "source" / "setup.sh").read_text()
     assert "python3.11" in setup and "-r requirements-grading.txt" in setup \
         and "constraints.txt" in setup and "requirements.txt " not in setup
-    buggy = grade.grade_notebook(course.load(AID), _buggy(), seed=0)
+    buggy = grade.grade_notebook(course.load(AID), _buggy(), seed=0, key=key)
     for name, nb, want in [("full", filled(AID), course.load(AID).max_score),
                            ("buggy", _buggy(), buggy["score"])]:
         # Gradescope renames nothing; the learner may have: found by its cells.
@@ -857,3 +863,47 @@ def test_nbgrader_export_of_the_gradebook_holds_no_formula(corpus, tmp_path):
     assert len(rows) > len(CASES) // 2
     assert not [f for r in rows for f in r if f[:1] in ("=", "+", "@") or f.startswith("-") and
                 not f[1:2].isdigit()]
+
+
+# ----------------------------------------------------------------------------
+# The course key (round three): hidden inputs cannot be predicted or read back
+
+
+def test_the_grading_seed_cannot_be_read_back_through_a_pass_count():
+    """The attack of the corpus case seed_read_back, at several seeds: without
+    a key it spells seed % 5 in the hidden pass count of test_activations (the
+    attack is real); with a course key it recovers nothing at any seed."""
+    from tests.hostile import SEED_SIGNAL
+    a = course.load(AID)
+    nb = filled(AID)
+    nb.cells.append(nbformat.v4.new_code_cell(SEED_SIGNAL.format()))
+
+    def passed(seed, key):
+        r = grade.grade_notebook(a, nb, seed=seed, key=key)
+        return sum(t["score"] >= t["max_score"] for t in r["tests"]
+                   if t["cell"] == "test_activations" and t["visibility"] == "hidden")
+
+    assert passed(3, None) == 5 - 3
+    key = os.urandom(32)
+    assert [passed(s, key) for s in (1, 3, 424242)] == [5, 5, 5]
+
+
+def test_the_key_file_is_private_and_the_same_key_draws_the_same_inputs(tmp_path):
+    from autograder import secret
+    path = tmp_path / "k"
+    key = secret.load_or_create(path)
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert secret.load_or_create(path) == key
+    other = secret.load_or_create(tmp_path / "k2")
+    assert other != key
+    e = secret.hidden_entropy
+    assert e(key, 5, "c") == e(key, 5, "c") != e(other, 5, "c")
+    assert e(key, 5, "c") != e(key, 6, "c") and e(key, 5, "c") != e(key, 5, "d")
+    assert secret.sandbox_seed(key, 5) != secret.sandbox_seed(other, 5)
+    path.chmod(0o644)
+    with pytest.raises(secret.BadKey, match="read by others"):
+        secret.load_or_create(path)
+    (tmp_path / "bad").write_text("abc\n")
+    (tmp_path / "bad").chmod(0o600)
+    with pytest.raises(secret.BadKey, match="does not hold a key"):
+        secret.load_or_create(tmp_path / "bad")

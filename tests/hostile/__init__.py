@@ -185,6 +185,51 @@ for pid in kids:
 """
 
 
+# The round-three seed read-back: the hidden process recognises its first
+# hidden input, finds the grading seed that draws it (trying seeds in a
+# range, under the derivation the grader used before the course key and
+# under the keyless HMAC), then fails ``seed % 5`` of the cell's 5 hidden
+# checks on purpose, so "k of 5 passed" spells the seed.  No braces: the
+# builder formats the code.
+SEED_SIGNAL = """
+import hashlib as _hl, hmac as _hm, zlib as _zl
+import numpy as _np
+_SEEDS = list(range(0, 40)) + list(range(424200, 424300))
+_state = [None, 0]
+
+def _first_input(seed, derivation):
+    if derivation == "crc32":
+        rng = _np.random.default_rng([seed, _zl.crc32(b"test_activations")])
+    else:
+        mac = _hm.new(b"", ("hidden:%d:test_activations" % seed).encode(), _hl.sha256)
+        rng = _np.random.default_rng(int.from_bytes(mac.digest(), "little"))
+    return rng.normal(size=(3, 4)) * 5
+
+def _recover(z):
+    for d in ("crc32", "hmac"):
+        for s in _SEEDS:
+            w = _first_input(s, d)
+            if _np.array_equal(w[0, 2:], z[0, 2:]) and _np.array_equal(w[2, 2:], z[2, 2:]):
+                return s
+    return None
+
+def _signal(fn):
+    def f(z):
+        out = fn(z)
+        if isinstance(z, _np.ndarray) and z.shape == (3, 4) and z[0, 1] == -708.0:
+            if _state[1] == 0:
+                _state[0] = _recover(z)
+            k, _state[1] = _state[1], _state[1] + 1
+            if _state[0] is not None and k < _state[0] % 5:
+                return out + 1.0
+        return out
+    return f
+
+for _n in ("sigmoid", "relu", "sigmoid_grad", "tanh_grad", "relu_grad"):
+    globals()[_n] = _signal(globals()[_n])
+"""
+
+
 # Every graded function of the assignment, made to zero its array arguments and
 # empty its dict arguments after computing its result from zeroed copies: the
 # constants a reference fed with zeros returns.  Against a grader that let
@@ -293,6 +338,9 @@ CASES = [
     Case("memory_bomb", inject("x = bytearray(10**11)\n"), says=[("memoryerror",)]),
     # Four children, each within the per-process limit, together 1.2 x the
     # notebook's limit (the corpus runs with the default --memory 2048).
+    # The grading seed read back through a hidden pass count (round three):
+    # under the run's course key it finds no seed and so signals nothing.
+    Case("seed_read_back", inject(SEED_SIGNAL), clean=True),
     Case("memory_fork", inject(MEMORY_FORK),
          says=[("memory limit (2048 mb for all of them)", "more than 4 processes or threads")]),
     Case("runaway", inject("while True:\n    pass\n", where="start"),
