@@ -32,6 +32,7 @@ GRAD_RTOL = 1e-5
 _results = None   # the grader collects results here; None in a notebook
 _hidden = False   # set by the grader inside hidden tests
 _cell = []        # in a notebook: (name, passed) of the checks of the running cell
+_expects_error = False  # the running check asked for an exception (assert_raises)
 
 
 class CheckFailed(AssertionError):
@@ -54,6 +55,8 @@ def check(name, weight=1.0, needs=None):
     the check fails, each is called (``call()``) and compared with
     ``expected``, and a wrong one is named: "fix it first".
     """
+    global _expects_error
+    _expects_error = False
     try:
         yield
     except Exception as exc:  # a failure of this check only: the other checks still run
@@ -64,7 +67,7 @@ def check(name, weight=1.0, needs=None):
         passed, message = True, ""
     if _results is not None:
         _results.append({"name": name, "weight": float(weight), "hidden": _hidden,
-                         "passed": passed, "message": message})
+                         "passed": passed, "message": message, "expects_error": _expects_error})
         return
     _cell.append((name, passed))
     if passed:
@@ -316,6 +319,8 @@ def assert_scalar(got, want, what, rtol=RTOL):
 
 def assert_raises(kind, what, call):
     """``call()`` must raise the exception class ``kind`` (a ValueError, say)."""
+    global _expects_error
+    _expects_error = True  # a function that computes nothing may pass this too
     try:
         call()
     except Exception as exc:

@@ -55,6 +55,10 @@ from .sandbox import Limits, Sandbox, StudentCrash, StudentError
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_CODE_CELLS = 1000
 MAX_RESTARTS = 3
+# At most this share of an assignment's points is earned by a notebook that
+# answers from a table of the values its learner notebook ships
+# (``withhold_unearned``; tests/test_hostile.py checks it for every assignment).
+UNEARNED_SHARE = 0.05
 HIDDEN_TROUBLE = ("While the hidden checks ran, your code's process stopped or misbehaved; "
                   "the checks it was running failed.")
 
@@ -320,6 +324,7 @@ class Session:
         self.cell = None
         self.cell_left = limits.cell_timeout
         self.budget_events = []
+        self.calls = []  # (index of the check running, function) of the test cell's calls
 
     def begin_cell(self, grade_id):
         self.cell = grade_id
@@ -331,6 +336,8 @@ class Session:
         self.runner = self.hidden
 
     def call(self, name, args, kwargs):
+        if checks._results is not None:
+            self.calls.append((len(checks._results), name))
         runner = self.runner
         hidden = runner is self.hidden
         late = (f"The checks of {self.cell} used up the cell's time limit "
@@ -376,12 +383,15 @@ class Session:
         return output
 
 
-def _records(cell, source, namespace, label, hidden):
-    """Run one pass of a test cell; its check records."""
+def _records(cell, source, namespace, label, hidden, calls):
+    """Run one pass of a test cell; its check records, each with the graded
+    functions it called (``calls``: the Session's log of (check index, name))."""
     checks._results = []
+    calls.clear()
     try:
         run_test_code(source, namespace, label)
-        return list(checks._results)
+        return [dict(r, calls={n for i, n in calls if i == k})
+                for k, r in enumerate(checks._results)]
     except TestCellStopped as stop:
         # Outside any check: the checks after it never ran, so none of this
         # pass's checks of the cell can be trusted.
@@ -395,6 +405,92 @@ def _records(cell, source, namespace, label, hidden):
             [dict(r, passed=False) for r in checks._results if r["hidden"] == hidden]
     finally:
         checks._results = None
+
+
+def reference_dependencies(assignment):
+    """{f: the graded functions that the reference f calls, directly or through
+    helpers of its module}: where a classmate's bug can make f fail."""
+    import ast
+    import inspect
+    import textwrap
+    ref = assignment.reference()
+    graded = set(assignment.functions)
+    names = {}
+
+    def used(name):
+        if name not in names:
+            names[name] = set()
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(ref, name))))
+            except (OSError, TypeError, AttributeError, SyntaxError):
+                return names[name]
+            names[name] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                           and n.id != name and callable(getattr(ref, n.id, None))
+                           and inspect.isfunction(getattr(ref, n.id))}
+        return names[name]
+
+    out = {}
+    for f in graded:
+        seen, todo = set(), [f]
+        while todo:
+            for g in used(todo.pop()) - seen:
+                seen.add(g)
+                todo.append(g)
+        out[f] = (seen & graded) - {f}
+    return out
+
+
+def withhold_unearned(by_cell, dependencies):
+    """Points for computing, not for matching: mark the visible checks whose
+    points a function did not earn (in place; returns ``by_cell``).
+
+    The learner's notebook ships the expected values of its visible checks,
+    so a function that looks its input up in a table of them would pass
+    every visible check without computing anything; hidden checks call it on
+    fresh inputs that no table holds.  So a passed visible check of a graded
+    function f (the name before the check name's colon) earns its points only
+    if f passed at least one hidden check of values: one of its own in the
+    same test cell or, where that cell has none, in any cell.  (A hidden
+    check that only asks for an exception is no evidence: a table can raise
+    on whatever it does not hold.)  A function with a bug that only some
+    fresh inputs reveal keeps its visible points.
+
+    Honest work that fails every fresh input because of another function's
+    bug keeps them too: f is excused when a function it relies on (that the
+    reference f calls, ``dependencies[f]``, or that f's hidden checks call,
+    such as the forward pass whose cache a backward pass takes) shows that
+    it computes (it passed a hidden check of values) but has a bug (it
+    failed a check).
+    Functions that fail every fresh input excuse nobody, so a notebook of
+    tables earns nothing from its visible checks.
+
+    by_cell: {grade_id: [check records]}; dependencies: {f: set of graded
+    functions} (``reference_dependencies``).  A withheld record gets the
+    field ``withheld`` holding the reason, for the feedback.
+    """
+    def of(f, records):
+        return [r for r in records if r["name"].split(":")[0] == f]
+
+    def fresh(records):
+        return [r for r in records if r["hidden"] and not r.get("expects_error")]
+
+    everything = [r for records in by_cell.values() for r in records]
+    computes = {f: not fresh(of(f, everything)) or any(r["passed"] for r in fresh(of(f, everything)))
+                for f in dependencies}
+    buggy = {f for f in dependencies if computes[f] and not all(r["passed"] for r in of(f, everything))}
+    for records in by_cell.values():
+        for r in records:
+            f = r["name"].split(":")[0]
+            if r["hidden"] or not r["passed"] or f not in dependencies:
+                continue
+            evidence = fresh(of(f, records)) or fresh(of(f, everything))
+            relies_on = set(dependencies[f]).union(*(h.get("calls", ()) for h in evidence)) - {f}
+            if evidence and not any(h["passed"] for h in evidence) and not relies_on & buggy:
+                r["withheld"] = (f"Points withheld: {f} failed every hidden check on inputs "
+                                 "your notebook never showed, so passing this check (whose "
+                                 "expected values your notebook holds) does not show that it "
+                                 "computes its result.")
+    return by_cell
 
 
 def grade_notebook(assignment, nb, limits=None, seed=0, key=None):
@@ -426,7 +522,8 @@ def grade_notebook(assignment, nb, limits=None, seed=0, key=None):
         for cell in assignment.tests:
             session.begin_cell(cell.grade_id)
             by_cell[cell.grade_id] += _records(cell, course.visible_source(cell), dict(base),
-                                               f"<test cell {cell.grade_id}>", hidden=False)
+                                               f"<test cell {cell.grade_id}>", False,
+                                               session.calls)
         if course.has_hidden(assignment):
             session.start_hidden_pass()
             ref = assignment.reference()
@@ -437,23 +534,28 @@ def grade_notebook(assignment, nb, limits=None, seed=0, key=None):
                 ns = dict(base, ref=ref, grading_rng=np.random.default_rng(
                     secret.hidden_entropy(key, seed, cell.grade_id)))
                 records = _records(cell, course.hidden_source(cell), ns,
-                                   f"<hidden tests {cell.grade_id}>", hidden=True)
+                                   f"<hidden tests {cell.grade_id}>", True, session.calls)
                 by_cell[cell.grade_id] += [r for r in records if r["hidden"]]
     finally:
         output = session.close()
+    withhold_unearned(by_cell, reference_dependencies(assignment))
     tests = []
     for cell in assignment.tests:
         records = by_cell[cell.grade_id]
         total = sum(r["weight"] for r in records) or 1.0
         for r in records:
             share = cell.points * r["weight"] / total
-            tests.append({
+            withheld = r.get("withheld")
+            test = {
                 "name": wire.clean(r["name"], 300), "cell": cell.grade_id,
-                "score": round(share if r["passed"] else 0.0, 6),
+                "score": round(share if r["passed"] and not withheld else 0.0, 6),
                 "max_score": round(share, 6),
-                "output": wire.clean(r["message"], 4000),
+                "output": wire.clean("\n".join(m for m in (r["message"], withheld) if m), 4000),
                 "visibility": "hidden" if r["hidden"] else "visible",
-            })
+            }
+            if withheld:
+                test["withheld"] = withheld
+            tests.append(test)
     score = round(sum(t["score"] for t in tests), 4)
     extra_cells = [c.grade_id for c in assignment.tests if c.extra_credit]
     extra = round(sum(t["score"] for t in tests if t["cell"] in extra_cells), 4)

@@ -85,5 +85,6 @@ def grader_verdicts(result):
         if t["name"] == f"{t['cell']}: test cell":
             stopped.append(t["cell"])
             continue
-        verdicts[t["name"]] = t["score"] >= t["max_score"]
+        # withheld points (grade.withhold_unearned) do not change the verdict
+        verdicts[t["name"]] = t["score"] >= t["max_score"] or bool(t.get("withheld"))
     return verdicts, stopped

@@ -907,3 +907,52 @@ def test_the_key_file_is_private_and_the_same_key_draws_the_same_inputs(tmp_path
     (tmp_path / "bad").chmod(0o600)
     with pytest.raises(secret.BadKey, match="does not hold a key"):
         secret.load_or_create(tmp_path / "bad")
+
+
+# ----------------------------------------------------------------------------
+# Points for computing, not for matching (round three)
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_a_table_of_the_shipped_values_earns_at_most_the_stated_share(aid):
+    from tests.hostile import lookup_table_notebook
+    a = course.load(aid)
+    nb = lookup_table_notebook(aid, release(aid), filled(aid))
+    r = grade.grade_notebook(a, nb, seed=5, key=b"t" * 32)
+    visible = [t for t in r["tests"] if t["visibility"] == "visible"]
+    passed = [t for t in visible if t["score"] >= t["max_score"] or t.get("withheld")]
+    assert len(passed) >= 0.75 * len(visible)  # the table answers what the notebook shows
+    assert r["score"] <= grade.UNEARNED_SHARE * a.max_score, \
+        [(t["name"], t["score"]) for t in r["tests"] if t["score"]]
+    withheld = [t for t in visible if t.get("withheld")]
+    assert withheld and all("Points withheld" in t["output"] and t["score"] == 0
+                            for t in withheld)
+
+
+def test_withholding_spares_a_bug_that_only_some_fresh_inputs_reveal():
+    """A record-level check of the rule: f keeps its visible points when one
+    hidden check of values passed, or when a function it relies on computes
+    but has a bug; error-only hidden checks are no evidence."""
+    def rec(name, hidden, passed, **kw):
+        return dict(name=name, hidden=hidden, passed=passed, weight=1.0, message="", **kw)
+
+    deps = {"f": set(), "g": {"h"}, "h": set(), "k": set()}
+    by_cell = {
+        "c1": [rec("f: values", False, True), rec("f: fresh 1", True, False),
+               rec("f: fresh 2", True, True)],
+        "c2": [rec("g: values", False, True), rec("g: fresh", True, False),
+               rec("h: values", False, False), rec("h: fresh 1", True, True),
+               rec("h: fresh 2", True, False)],
+        "c3": [rec("k: values", False, True), rec("k: raises", True, True, expects_error=True),
+               rec("k: fresh", True, False)],
+    }
+    grade.withhold_unearned(by_cell, deps)
+    marked = {r["name"] for rs in by_cell.values() for r in rs if r.get("withheld")}
+    assert marked == {"k: values"}
+    by_cell["c2"][3]["passed"] = False  # h now fails every fresh input: it excuses no one
+    for rs in by_cell.values():
+        for r in rs:
+            r.pop("withheld", None)
+    grade.withhold_unearned(by_cell, deps)
+    assert {r["name"] for rs in by_cell.values() for r in rs if r.get("withheld")} == \
+        {"k: values", "g: values"}

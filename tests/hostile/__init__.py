@@ -156,6 +156,62 @@ def _huge(ctx, folder):
         f.truncate(100 * 2**20)  # 100 MB (sparse: costs no disk)
 
 
+# A table of what the learner notebook shows: every call its visible checks
+# make (inputs the notebook's code builds) and what the reference returned
+# (the expected values it ships), looked up by the function's arguments.
+TABLE_KEY = """
+def _key(v):
+    import numpy as _np
+    if isinstance(v, _np.ndarray):
+        return ("a", v.shape, v.dtype.str, v.tobytes())
+    if isinstance(v, dict):
+        return ("d",) + tuple((k, _key(x)) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ("l",) + tuple(_key(x) for x in v)
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return ("v", repr(v))
+    return ("?",)
+"""
+
+
+def lookup_table_notebook(aid, release_nb, filled_nb):
+    """The release notebook of ``aid`` answering every graded function from a
+    table of the visible checks' calls (round three: points without computing)."""
+    import pickle
+
+    from autograder import checks, course, grade
+    from autograder.sandbox import Sandbox
+    ns, table = {}, {}
+    exec(TABLE_KEY, ns)
+    original = Sandbox.call
+
+    def record(self, name, args, kwargs, **kw):
+        key = ns["_key"]((name, list(args), dict(kwargs)))
+        result = original(self, name, args, kwargs, **kw)
+        if not checks._hidden and len(pickle.dumps(result[0])) < 2**16:
+            table[key] = result[0]  # (large random samples are no shipped value)
+        return result
+
+    a = course.load(aid)
+    Sandbox.call = record
+    try:
+        grade.grade_notebook(a, filled_nb, seed=0)
+    finally:
+        Sandbox.call = original
+    code = TABLE_KEY + (
+        f"import pickle\n_table = pickle.loads(bytes.fromhex({pickle.dumps(table).hex()!r}))\n"
+        "def _answer(name):\n    def f(*args, **kwargs):\n"
+        "        return _table.get(_key((name, list(args), dict(kwargs))))\n    return f\n"
+        f"for _name in {a.functions!r}:\n    globals()[_name] = _answer(_name)\n")
+    nb = _copy(release_nb)
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def _lookup_table(ctx):
+    return _bytes(lookup_table_notebook(AID, ctx.release, ctx.filled))
+
+
 def _surrogate_grade_id(ctx):
     nb = json.loads(_bytes(_copy(ctx.filled)))
     nb["cells"].append({"cell_type": "code", "source": "x = 1\n", "metadata": {
@@ -341,6 +397,9 @@ CASES = [
     # The grading seed read back through a hidden pass count (round three):
     # under the run's course key it finds no seed and so signals nothing.
     Case("seed_read_back", inject(SEED_SIGNAL), clean=True),
+    # Points without computing (round three): a table of the shipped values
+    # earns at most grade.UNEARNED_SHARE of the points.
+    Case("lookup_table", _lookup_table, score=(0.0, 0.05), says=[("points withheld",)]),
     Case("memory_fork", inject(MEMORY_FORK),
          says=[("memory limit (2048 mb for all of them)", "more than 4 processes or threads")]),
     Case("runaway", inject("while True:\n    pass\n", where="start"),
