@@ -82,6 +82,8 @@ def find_parent(mountinfo_text, cgroup_text):
             continue
         if path is None:
             continue
+        if version == 2 and os.path.basename(path) == LEAF:
+            path = os.path.dirname(path)  # moved there by _v2_ready: sandboxes go beside it
         # The mount shows the hierarchy from ``root`` on (a container's view).
         rel = os.path.relpath(path, root) if path.startswith(root) else None
         if rel is None or rel.startswith(".."):
@@ -103,15 +105,29 @@ def _write(path, text):
         f.write(text)
 
 
+LEAF = "autograder-leaf"  # v2: where the grader's own processes move (see _v2_ready)
+
+
 def _v2_ready(parent):
     """Whether children of ``parent`` can get ``memory.max``: the controller
-    is enabled for them (enabling it ourselves is tried once)."""
+    is enabled for them.  If it is not, it is enabled, which cgroup v2 allows
+    only in a cgroup without processes of its own: so the processes of
+    ``parent`` (the grader's, in a cgroup delegated to it, e.g. by
+    ``systemd-run --scope -p Delegate=yes``) first move to a leaf ``LEAF``."""
+    control = os.path.join(parent, "cgroup.subtree_control")
     try:
-        if "memory" in _read(os.path.join(parent, "cgroup.subtree_control")).split():
+        if "memory" in _read(control).split():
             return True
-        _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")
-        return "memory" in _read(os.path.join(parent, "cgroup.subtree_control")).split()
-    except OSError:  # not delegated, or processes in it (the no-internal-process rule)
+        leaf = os.path.join(parent, LEAF)
+        os.makedirs(leaf, exist_ok=True)
+        for pid in _read(os.path.join(parent, "cgroup.procs")).split():
+            try:
+                _write(os.path.join(leaf, "cgroup.procs"), pid)
+            except OSError:  # gone, or a kernel thread
+                pass
+        _write(control, "+memory")
+        return "memory" in _read(control).split()
+    except OSError:  # not delegated to us, or not writable
         return False
 
 

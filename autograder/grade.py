@@ -44,6 +44,7 @@ and learns nothing it could signal through its pass count; the same seed
 and key give the same grades.  Without a key (``key=None``) the hash is
 keyed with nothing and the hidden inputs follow from the seed alone.
 """
+import functools
 import threading
 
 import nbformat
@@ -409,10 +410,16 @@ def _records(cell, source, namespace, label, hidden, calls):
 
 def reference_dependencies(assignment):
     """{f: the graded functions that the reference f calls, directly or through
-    helpers of its module}: where a classmate's bug can make f fail."""
+    helpers of its module}: where another function's bug can make f fail."""
+    return _dependencies(assignment.id)
+
+
+@functools.lru_cache(maxsize=None)
+def _dependencies(aid):
     import ast
     import inspect
     import textwrap
+    assignment = course.load(aid)
     ref = assignment.reference()
     graded = set(assignment.functions)
     names = {}

@@ -174,6 +174,9 @@ def test_the_cgroup_is_found_from_mountinfo():
     inner = "29 23 0:26 /docker/x /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
     assert find_parent(inner, "0::/docker/x\n") == (2, "/sys/fs/cgroup")
     assert find_parent("1 2 0:1 / / rw - ext4 /dev/sda rw\n", own) is None
+    # The grader's processes moved to a leaf (cgroup v2's no-internal-process
+    # rule): the sandboxes still go beside the leaf.
+    assert find_parent(v2, "0::/grader.scope/autograder-leaf\n") == (2, "/sys/fs/cgroup/grader.scope")
 
 
 def test_a_cgroup_v2_gets_its_limit_and_no_swap(tmp_path):
