@@ -204,3 +204,25 @@ def test_require_refuses_a_missing_layer():
     with pytest.raises(fence.FenceMissing, match="unknown"):
         fence.require(["landlok"], full)
     assert "missing: cgroup" in fence.describe(dict(full, memory="split"))
+
+
+def test_a_run_states_its_fence_and_can_refuse_to_grade_without_a_layer(tmp_path):
+    import subprocess
+    import sys
+
+    def grade(out, *extra):
+        (tmp_path / "submitted").mkdir(exist_ok=True)
+        return subprocess.run([sys.executable, "-m", "autograder", "grade",
+                               str(tmp_path / "submitted"), "--out", str(tmp_path / out),
+                               "--quiet", *extra], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300)
+
+    proc = grade("out", "--require-fence", "all")
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("fence: "))
+    if "missing: none" in line:
+        assert proc.returncode == 0, proc.stderr
+    else:  # a machine without some layer: the run refuses, and says which
+        assert proc.returncode == 2 and "refusing to grade" in proc.stderr, proc.stderr
+    proc = grade("refused", "--require-fence", "seccomp,landlok")
+    assert proc.returncode == 2 and "unknown fence layer(s) landlok" in proc.stderr
+    assert not (tmp_path / "refused").exists()  # refused before anything was written
