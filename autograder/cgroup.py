@@ -48,6 +48,15 @@ def split_budget(limit_mb, max_tasks):
     return tasks, limit_mb // tasks
 
 
+def memory_layer(cg, isolation):
+    """What bounds the sum of a sandbox's processes (for its report): its
+    cgroup, or RLIMIT_NPROC x RLIMIT_AS ("split"), which the kernel does not
+    apply to a sandbox left running as root ("per-process": no bound)."""
+    if cg is not None:
+        return cg.layer
+    return "split" if os.geteuid() != 0 or str(isolation).endswith("uid") else "per-process"
+
+
 def _own_cgroups(cgroup_text):
     """{controller or "" (v2): path} from /proc/self/cgroup's text."""
     out = {}

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from . import wire
-from .cgroup import MemoryCgroup, memory_event, split_budget
+from .cgroup import MemoryCgroup, memory_event, memory_layer, split_budget
 from .processes import (StudentClock, UidSlot, kill_tree, readable_roots, scratch_folder, spawn,
                         worker_path)
 
@@ -165,7 +165,6 @@ class Sandbox:
         self.rfd, self.wfd = r_parent, w_parent
         if self.memory is not None:  # in before the settings, so before any student code
             self.memory.add(self.proc.pid)
-        # Without a cgroup, fewer processes share the budget (cgroup.split_budget).
         tasks, task_mb = ((lim.max_tasks, lim.memory_mb) if self.memory
                           else split_budget(lim.memory_mb, lim.max_tasks))
         settings = {
@@ -191,11 +190,7 @@ class Sandbox:
             raise SandboxFailed("the sandbox could not be set up:\n" + str(hello["setup_error"]))
         self.charged = 0.0  # starting up is the grader's time, not the student's
         self.info = {k: hello.get(k) for k in FENCE_KEYS}
-        # The sum of its processes is bounded by a cgroup, or by RLIMIT_NPROC
-        # x RLIMIT_AS (which the kernel does not apply to root).
-        self.info["memory"] = (self.memory.layer if self.memory else "split"
-                               if os.geteuid() != 0 or str(self.info["isolation"]).endswith("uid")
-                               else "per-process")
+        self.info["memory"] = memory_layer(self.memory, self.info["isolation"])
         if not self.info["tmpfs"]:
             threading.Thread(target=self._watch_scratch, daemon=True).start()
         return self
@@ -327,7 +322,7 @@ class Sandbox:
         try:
             while True:
                 left = timeout - used
-                if select_readable(self.rfd, min(poll, max(left, 0.0))):
+                if select.select([self.rfd], [], [], min(poll, max(left, 0.0)))[0]:
                     return True
                 used = clock.charged()
                 if used >= timeout or clock.wall >= backstop:
@@ -405,7 +400,7 @@ class Sandbox:
         if kind == "BlockingIOError" or "can't start new thread" in text:
             self._event(f"Your code tried to start more than {self.limits.max_tasks} processes "
                         "or threads; that was refused.")
-        return StudentError(text, kind, _warnings(reply))
+        return StudentError(text, kind, wire.warnings_of(reply))
 
     def exec(self, source, name, timeout=None):
         """Run a cell; raises StudentError if it raised, StudentCrash if it died."""
@@ -442,16 +437,4 @@ class Sandbox:
         except Exception as exc:  # anything malformed is the student's problem
             raise StudentError(f"the value returned cannot be checked: {wire.clean(exc, 300)}",
                                "TypeError") from None
-        return result, (after_args, after_kwargs), _warnings(reply)
-
-
-def _warnings(reply):
-    out = []
-    for w in (reply.get("warnings") or [])[:20] if isinstance(reply.get("warnings"), list) else []:
-        if isinstance(w, list) and len(w) == 2:
-            out.append((wire.clean(w[0], 100), wire.clean(w[1], 1000)))
-    return out
-
-
-def select_readable(fd, timeout):
-    return bool(select.select([fd], [], [], timeout)[0])
+        return result, (after_args, after_kwargs), wire.warnings_of(reply)
