@@ -324,6 +324,8 @@ class Sandbox:
                 left = timeout - used
                 if select.select([self.rfd], [], [], min(poll, max(left, 0.0)))[0]:
                     return True
+                if self._over_memory():  # the kernel killed one of its processes
+                    raise StudentCrash("stopped: over the memory limit")
                 used = clock.charged()
                 if used >= timeout or clock.wall >= backstop:
                     return False
@@ -344,6 +346,8 @@ class Sandbox:
             raise StudentCrash(f"timed out after {timeout:g} s") from None
         except (EOFError, OSError):
             raise StudentCrash(self._death()) from None
+        except StudentCrash:
+            raise
         except Exception as exc:  # garbage on the channel: a crash of theirs
             self._stop("Your code wrote into the grader's private channel, so it was stopped.")
             raise StudentCrash(f"the grader's channel was disturbed ({type(exc).__name__})") \

@@ -956,3 +956,36 @@ def test_withholding_spares_a_bug_that_only_some_fresh_inputs_reveal():
     grade.withhold_unearned(by_cell, deps)
     assert {r["name"] for rs in by_cell.values() for r in rs if r.get("withheld")} == \
         {"k: values", "g: values"}
+
+
+# ----------------------------------------------------------------------------
+# Memory per notebook, all its processes together (round three)
+
+
+def test_a_notebook_cannot_use_more_memory_than_its_limit_with_many_processes(tmp_path):
+    """The corpus's memory case, graded through the command line with
+    --memory 300 beside an honest classmate: the forking notebook ends with
+    the memory-limit event, the classmate's results equal a grading alone."""
+    from autograder import secret
+    from tests.hostile import MEMORY_FORK
+    if not fence().get("memory", "").startswith("cgroup"):
+        pytest.fail(f"no memory cgroup on this machine ({fence()}): the split budget is "
+                    "tested in tests/test_sandbox.py")
+    forker = filled(AID)
+    forker.cells.append(nbformat.v4.new_code_cell(MEMORY_FORK.format(mb=300)))
+    sub, out = tmp_path / "submitted", tmp_path / "out"
+    for name, nb in (("forker", forker), ("honest", filled(AID))):
+        (sub / name / AID).mkdir(parents=True)
+        nbformat.write(nb, sub / name / AID / f"{AID}.ipynb")
+    proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--memory", 300,
+                   "--timeout", 60, "--seed", 9, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    feedback = html.unescape((out / "forker" / AID / "feedback.html").read_text())
+    assert "used more than the memory limit (300 MB for all of them)" in feedback
+    got = json.loads((out / "forker" / AID / "results.json").read_text())
+    assert got["score"] == course.load(AID).max_score  # the rest of the notebook still graded
+    alone = report.gradescope_results(grade.grade_notebook(
+        course.load(AID), filled(AID), Limits(cell_timeout=60, memory_mb=300), seed=9,
+        key=secret.load_or_create(out / secret.KEY_FILE)))
+    assert json.loads((out / "honest" / AID / "results.json").read_text()) == \
+        json.loads(json.dumps(alone))
