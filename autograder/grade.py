@@ -36,6 +36,11 @@ test cell share ``cell_timeout``; each process has ``notebook_timeout``.  A
 cell that kills the process is reported and skipped, and the plan runs
 again without it.
 
+Points are for computing, not for matching: a visible check's points count
+only when its function also passed a hidden check of values on fresh inputs
+(``withhold_unearned``; the learner's notebook ships the visible expected
+values, so a table of them passes every visible check).
+
 Hidden inputs and the sandboxes' global random sources are keyed hashes of
 the grading seed (``secret.py``): HMAC with the course key, a secret the
 instructor keeps and no sandbox can read.  So code in the hidden process
