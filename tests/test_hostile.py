@@ -802,8 +802,10 @@ def test_an_honest_student_beside_a_cpu_hog_gets_the_same_result(tmp_path):
     proc = run_cli(ROOT, "grade", sub, "--out", tmp_path / "out", "--jobs", 2,
                    "--timeout", CORPUS_TIMEOUT, "--quiet")
     assert proc.returncode == 0, proc.stderr
+    from autograder import secret
     alone = report.gradescope_results(grade.grade_notebook(
-        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0))
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0,
+        key=secret.load_or_create(tmp_path / "out" / secret.KEY_FILE)))
     got = json.loads((tmp_path / "out" / "honest" / AID / "results.json").read_text())
     assert got == json.loads(json.dumps(alone))
     hog = json.loads((tmp_path / "out" / "hog" / AID / "results.json").read_text())
