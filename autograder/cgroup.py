@@ -127,6 +127,8 @@ def _v2_ready(parent):
     try:
         if "memory" in _read(control).split():
             return True
+        if "memory" not in _read(os.path.join(parent, "cgroup.controllers")).split():
+            return False  # not delegated to us: move nothing
         leaf = os.path.join(parent, LEAF)
         os.makedirs(leaf, exist_ok=True)
         for pid in _read(os.path.join(parent, "cgroup.procs")).split():
