@@ -106,5 +106,9 @@ def test_the_grader_fails_the_same_moments_sampler_on_its_hidden_checks_only():
     angles = [t for t in r["tests"] if t["name"].startswith("random_angles")]
     visible = [t for t in angles if t["visibility"] == "visible"]
     hidden = [t for t in angles if t["visibility"] == "hidden"]
-    assert visible and all(t["score"] == t["max_score"] for t in visible), visible
+    # every visible check passes (its points are then withheld: the function failed
+    # every hidden check of values, see grade.withhold_unearned) ...
+    assert visible and all(t["score"] == t["max_score"] or t.get("withheld")
+                           for t in visible), visible
+    # ... and both hidden checks of the law fail
     assert len(hidden) == 2 and all(t["score"] == 0 for t in hidden), hidden
