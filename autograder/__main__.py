@@ -7,9 +7,11 @@ from pathlib import Path
 
 def grade(p, args):
     """grade SUBMITTED --out OUT: grade a class, record it, render every view."""
+    from . import secret
     from .classroom import grade_class
     from .cluster import ClusterError  # imports no Dask
     from .course import StaleNotebook
+    from .fence import FenceMissing
     from .jobs import wall_limit
     if not Path(args.submitted).is_dir():
         p.error(f"no such folder: {args.submitted}")
@@ -23,8 +25,10 @@ def grade(p, args):
     try:
         rows = grade_class(args.submitted, args.out, jobs=args.jobs, limits=limits,
                            seed=args.seed, db_url=args.db, progress=not args.quiet,
-                           only=args.only, resume=args.resume, executor=executor)
-    except (StaleNotebook, ClusterError) as exc:
+                           only=args.only, resume=args.resume, executor=executor,
+                           require_fence=[n for n in args.require_fence.split(",") if n],
+                           key_file=args.key_file)
+    except (StaleNotebook, ClusterError, FenceMissing, secret.BadKey) as exc:
         print(f"cannot grade: {exc}", file=sys.stderr)
         return 2
     _summary(args.out, rows)
@@ -146,10 +150,16 @@ def parser():
                    help="grade on a Dask cluster: a scheduler address (tcp://host:8786) or "
                         "local:N (N worker processes here); needs dask and distributed")
     _limits(g)
+    g.add_argument("--key-file", default=None, metavar="PATH",
+                   help="the course key the hidden inputs are drawn with, kept secret "
+                        "(default OUT/.grading-key, made on first use)")
     g.add_argument("--db", default=None, help="gradebook URL (default: sqlite OUT/gradebook.db)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--only", nargs="+", metavar="STUDENT",
                    help="grade these students only; everyone else's grades in OUT stay")
+    g.add_argument("--require-fence", default="", metavar="LAYER[,LAYER]",
+                   help="refuse to grade unless these fence layers are in force (names: "
+                        "namespace, uid, tmpfs, ipc, landlock, scoped, seccomp, cgroup; or all)")
     g.add_argument("--resume", action="store_true",
                    help="skip submissions OUT already holds, graded from the same notebook, "
                         "seed, limits and course")

@@ -33,6 +33,7 @@ GRAD_RTOL = 1e-5
 _results = None   # the grader collects results here; None in a notebook
 _hidden = False   # set by the grader inside hidden tests
 _cell = []        # in a notebook: (name, passed, untouched) of the checks of the running cell
+_expects_error = False  # the running check asked for an exception (assert_raises)
 
 
 class CheckFailed(AssertionError):
@@ -71,6 +72,8 @@ def check(name, weight=1.0, needs=None, inputs=None):
     so a change made in place costs this check only; the failure says so,
     and the functions in ``needs`` are tried on the original values.
     """
+    global _expects_error
+    _expects_error = False
     needed = failure = None
     untouched, kept = False, {k: snapshot(v) for k, v in (inputs or {}).items()}
     try:
@@ -90,7 +93,8 @@ def check(name, weight=1.0, needs=None, inputs=None):
         _restore(inputs, kept)
     if _results is not None:
         _results.append({"name": name, "weight": float(weight), "hidden": _hidden,
-                         "outcome": _outcome(failure, message, needed)})
+                         "outcome": _outcome(failure, message, needed),
+                         "expects_error": _expects_error})
         return
     _cell.append((name, passed, untouched))
     if passed:
@@ -430,6 +434,8 @@ def assert_scalar(got, want, what, rtol=RTOL):
 
 def assert_raises(kind, what, call):
     """``call()`` must raise the exception class ``kind`` (a ValueError, say)."""
+    global _expects_error
+    _expects_error = True  # a function that computes nothing may pass this too
     try:
         call()
     except Exception as exc:
@@ -516,3 +522,71 @@ def assert_dict_close(got, want, what, rtol=RTOL, sizes=None):
         fail(f"{what} lacks the keys {missing}", "type")
     for k in want:
         assert_close(got[k], want[k], f"{what}[{k!r}]", rtol, sizes=sizes)
+
+
+# ----------------------------------------------------------------------------
+# Goodness of fit, for checking random functions by their law, not a few moments
+
+
+def kolmogorov_sf(lam):
+    """P(K > lam) for Kolmogorov's law K, the limit of sqrt(n) sup_t |F_n(t) - F(t)|
+    for a sample of n from a continuous F:
+
+        P(K > lam) = 2 sum_k>=1 (-1)^(k-1) exp(-2 k^2 lam^2)              (lam >= 1),
+                   = 1 - sqrt(2 pi)/lam sum_k>=1 exp(-(2k-1)^2 pi^2 / (8 lam^2))   (lam < 1);
+
+    the two series are one function; each converges fast on its side.
+    """
+    lam = float(lam)
+    if lam <= 0:
+        return 1.0
+    k = np.arange(1, 101)
+    if lam >= 1:
+        return float(min(1.0, 2 * np.sum((-1.0) ** (k - 1) * np.exp(-2 * k ** 2 * lam ** 2))))
+    s = np.sum(np.exp(-(2 * k - 1) ** 2 * np.pi ** 2 / (8 * lam ** 2)))
+    return float(max(0.0, 1 - np.sqrt(2 * np.pi) / lam * s))
+
+
+def ks_one_sample(x, cdf):
+    """(statistic, p): the Kolmogorov-Smirnov test of the sample ``x`` against the
+    continuous CDF ``cdf`` (a vectorised function).  statistic = sqrt(n) sup_t
+    |F_n(t) - F(t)|; p = kolmogorov_sf(statistic), the chance of a statistic as
+    large from a sample that does follow ``cdf`` (asymptotic: good for n >= 100)."""
+    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = x.size
+    f = cdf(x)
+    i = np.arange(1, n + 1)
+    # the empirical CDF jumps at every x_i: compare F with both sides of each jump
+    lam = float(np.sqrt(n) * max(np.max(i / n - f), np.max(f - (i - 1) / n)))
+    return lam, kolmogorov_sf(lam)
+
+
+def ks_two_sample(a, b):
+    """(statistic, p): the two-sample Kolmogorov-Smirnov test that ``a`` and ``b``
+    come from one continuous law.  statistic = sqrt(n m / (n + m)) sup_t
+    |F_a(t) - F_b(t)|; p = kolmogorov_sf(statistic) (asymptotic)."""
+    a = np.sort(np.asarray(a, dtype=np.float64).ravel())
+    b = np.sort(np.asarray(b, dtype=np.float64).ravel())
+    n, m = a.size, b.size
+    t = np.concatenate([a, b])
+    gap = np.max(np.abs(np.searchsorted(a, t, side="right") / n
+                        - np.searchsorted(b, t, side="right") / m))
+    lam = float(np.sqrt(n * m / (n + m)) * gap)
+    return lam, kolmogorov_sf(lam)
+
+
+def sphere_cos_cdf(t, D):
+    """P(c <= t) for c = cos of the angle between two independent directions
+    uniform on the sphere in R^D (D >= 2), which is also the law of one
+    coordinate of one such direction: density proportional to
+    (1 - t^2)^((D - 3) / 2) on [-1, 1].  With t = sin(phi) the CDF is
+    I_(D-2)(phi) / I_(D-2)(pi/2), I_k(phi) = integral from -pi/2 to phi of
+    cos^k, and I_k = cos^(k-1) sin / k + (k-1)/k I_(k-2) (integration by parts)."""
+    phi = np.arcsin(np.clip(np.asarray(t, dtype=np.float64), -1.0, 1.0))
+    c, s = np.cos(phi), np.sin(phi)
+    k = D - 2
+    low, low_end = (phi + np.pi / 2, np.pi) if k % 2 == 0 else (s + 1.0, 2.0)
+    for j in range(2 + k % 2, k + 1, 2):  # I_j from I_(j-2); I_j(pi/2) likewise
+        low = c ** (j - 1) * s / j + (j - 1) / j * low
+        low_end = (j - 1) / j * low_end
+    return np.clip(low / low_end, 0.0, 1.0)

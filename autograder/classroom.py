@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import course, nbgrader_course, wire
+from . import course, fence, nbgrader_course, secret, wire
 from .jobs import wall_limit
 from .model import Job, Limits, Submission
 from .processes import ScratchRoot
@@ -86,15 +86,20 @@ def find_submissions(submitted, known):
 
 
 def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, progress=True,
-                only=None, resume=False, executor=None):
+                only=None, resume=False, executor=None, require_fence=(), key_file=None):
     """Grade the submissions in ``submitted`` (those of the students in
     ``only``, if given) into ``out``; return the rows of grades.csv, which
     holds every submission recorded in ``out`` (see ``store``).
 
     executor: None (a ``pool.LocalPool`` of ``jobs`` processes), or any
     object with its ``run(work, on_result)`` (``cluster.DaskCluster``).
+    require_fence: fence layers (``fence.LAYERS``) without which nothing is
+    graded (``fence.FenceMissing``); the layers in force are printed first.
+    key_file: the course key the hidden inputs are drawn with (``secret.py``;
+    default ``out/.grading-key``, made on first use).
     """
     limits = limits or Limits()
+    fence.require(require_fence, fence.announce(limits))
     known = set(course.assignments())
     subs = find_submissions(nbgrader_course.submitted_folder(submitted), known)
     if only is not None:
@@ -105,13 +110,14 @@ def grade_class(submitted, out, jobs=None, limits=None, seed=0, db_url=None, pro
         course.expected(aid)
         nbgrader_course.release(aid)
     out_store = Store(out, db_url, seed)
+    grading_key = secret.load_or_create(key_file or Path(out) / secret.KEY_FILE)
     work, keys, kept = [], [], 0
     for sub in subs:
-        k = key(sub.path, sub.assignment, seed, limits)
+        k = key(sub.path, sub.assignment, seed, limits, grading_key)
         if resume and out_store.recorded(sub.student, sub.assignment, k):
             kept += 1
             continue
-        work.append(Job(sub, limits, seed))
+        work.append(Job(sub, limits, seed, key=grading_key))
         keys.append(k)
     if executor is None:
         from .pool import LocalPool

@@ -7,7 +7,8 @@ the same ``jobs.grade_job`` as a process of the local pool, inside the same
 fenced sandboxes, and sends back the ``model.Graded`` in the one
 serialisation of ``model`` (JSON text).  What goes out is the ``model.Job``
 in the same form, with the notebook's bytes in it (read here, where the file
-lies: a worker need not see the submissions folder).
+lies: a worker need not see the submissions folder) and the course key
+(``secret.py``: the cluster's workers are trusted with it).
 
 This process is the coordinator and the one writer: ``DaskCluster`` is an
 executor with the contract of ``pool.LocalPool`` (``run(work, on_result)``,

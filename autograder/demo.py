@@ -1,7 +1,9 @@
 """The demo class in ``demo/submitted``: synthetic students a fresh clone can grade.
 
 ada    the reference solutions: full marks
-brook  plausible bugs (below): loses exactly the points of the broken checks
+brook  plausible bugs (below): loses the points of the broken checks, and the
+       visible points of a function that fails every hidden check of values
+       (``grade.withhold_unearned``)
 cato   the untouched learner notebooks: no marks
 dara   a truncated, invalid notebook file: a clear message and a zero
 emil   correct code, plus a cell that never ends and one that tries to read

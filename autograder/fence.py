@@ -36,8 +36,73 @@ grader records it in results.json (``extra_data.sandbox``):
    ptrace and reading other processes' memory, BPF, perf events, new
    namespaces and mounts, and every socket but a private socketpair are
    refused with EPERM.
+
+The grader adds one layer from outside: a memory cgroup per sandbox
+(``cgroup.py``), so memory is bounded for all its processes together.
+
+``announce`` says at the start of a grading run which layers are in force
+(probed with a sandbox that runs no student code), and ``require`` refuses
+to grade when one that a server must have is missing.
 """
 import os
+
+# The layers by name (for ``--require-fence``): what each one is, and whether
+# a sandbox's info (``Sandbox.info``) shows it in force.
+LAYERS = {
+    "namespace": ("mount and network namespaces",
+                  lambda i: str(i.get("isolation", "")).startswith("namespace")),
+    "uid": ("a uid of its own", lambda i: str(i.get("isolation", "")).endswith("uid")),
+    "tmpfs": ("a private tmpfs scratch folder", lambda i: bool(i.get("tmpfs"))),
+    "ipc": ("an IPC namespace", lambda i: bool(i.get("ipc_namespace"))),
+    "landlock": ("Landlock", lambda i: (i.get("landlock") or 0) >= 1),
+    "scoped": ("Landlock signal scoping", lambda i: bool(i.get("scoped"))),
+    "seccomp": ("a seccomp filter", lambda i: bool(i.get("seccomp"))),
+    "cgroup": ("a memory cgroup", lambda i: str(i.get("memory", "")).startswith("cgroup")),
+}
+
+
+class FenceMissing(RuntimeError):
+    """A layer the run requires is not in force on this machine."""
+
+
+def probe(limits=None):
+    """The fence in force for a sandbox with ``limits``: a sandbox is started
+    (no student code runs in it) and its info returned.  In the grader only."""
+    from .sandbox import Limits, Sandbox
+    with Sandbox(limits or Limits()) as sb:
+        return dict(sb.info)
+
+
+def describe(info):
+    """One line: the layers in force and those missing."""
+    on = [n for n, (_, test) in LAYERS.items() if test(info)]
+    off = [n for n in LAYERS if n not in on]
+    return (f"fence: {', '.join(on) or 'none'} in force (isolation {info.get('isolation')}, "
+            f"Landlock ABI {info.get('landlock') or 0}, memory bounded by "
+            f"{info.get('memory')}); missing: {', '.join(off) or 'none'}")
+
+
+def announce(limits=None, stream=None):
+    """Print ``describe`` of a probe to stderr (the start of a grading run); returns the info."""
+    import sys
+    info = probe(limits)
+    print(describe(info), file=stream or sys.stderr)
+    return info
+
+
+def require(layers, info):
+    """Raise FenceMissing unless every layer named in ``layers`` (names of
+    LAYERS, or "all") is in force in ``info``."""
+    names = list(LAYERS) if "all" in layers else list(layers)
+    unknown = [n for n in names if n not in LAYERS]
+    if unknown:
+        raise FenceMissing(f"unknown fence layer(s) {', '.join(unknown)}; "
+                           f"known: {', '.join(LAYERS)}, all")
+    missing = [n for n in names if not LAYERS[n][1](info)]
+    if missing:
+        raise FenceMissing("required fence layer(s) not in force on this machine: "
+                           + ", ".join(f"{n} ({LAYERS[n][0]})" for n in missing)
+                           + "; refusing to grade")
 
 def confine(limits):
     """Apply every layer available; returns what is in force (for the report)."""

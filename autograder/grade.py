@@ -36,28 +36,37 @@ test cell share ``cell_timeout``; each process has ``notebook_timeout``.  A
 cell that kills the process is reported and skipped, and the plan runs
 again without it.
 
-The sandboxes' global random sources are seeded from ``sandbox_seed(seed)``,
-a keyed hash of the grading seed whose key is the reference solutions, which
-a sandbox cannot read: the grading seed (which draws the hidden inputs)
-cannot be recovered from anything inside a sandbox.
+Points are for computing, not for matching: a visible check's points count
+only when its function also passed a hidden check of values on fresh inputs
+(``withhold_unearned``; the learner's notebook ships the visible expected
+values, so a table of them passes every visible check).
+
+Hidden inputs and the sandboxes' global random sources are keyed hashes of
+the grading seed (``secret.py``): HMAC with the course key, a secret the
+instructor keeps and no sandbox can read.  So code in the hidden process
+that tries seeds until it reproduces the inputs it was given finds nothing,
+and learns nothing it could signal through its pass count; the same seed
+and key give the same grades.  Without a key (``key=None``) the hash is
+keyed with nothing and the hidden inputs follow from the seed alone.
 """
 import dataclasses
 import functools
-import hashlib
-import hmac
 import threading
-import zlib
 
 import nbformat
 import numpy as np
 
-from . import calls, checks, course, model, wire
+from . import calls, checks, course, model, secret, wire
 from .model import Limits
 from .sandbox import Sandbox, StudentCrash, StudentError
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_CODE_CELLS = 1000
 MAX_RESTARTS = 3
+# At most this share of an assignment's points is earned by a notebook that
+# answers from a table of the values its learner notebook ships
+# (``withhold_unearned``; tests/test_hostile.py checks it for every assignment).
+UNEARNED_SHARE = 0.05
 HIDDEN_TROUBLE = ("While the hidden checks ran, your code's process stopped or misbehaved; "
                   "the checks it was running failed.")
 
@@ -205,20 +214,6 @@ def run_test_code(source, namespace, label):
         checks._hidden = False
 
 
-@functools.lru_cache(maxsize=None)
-def _seed_key():
-    """The key of ``sandbox_seed``: a hash of the reference solutions, read once."""
-    return hashlib.sha256(b"".join(
-        p.read_bytes() for p in sorted((course.ROOT / "solutions").glob("*.py")))).digest()
-
-
-def sandbox_seed(seed):
-    """The seed of a sandbox's global random sources: a keyed hash of the
-    grading seed (key: the reference solutions, which no sandbox can read)."""
-    digest = hmac.new(_seed_key(), f"sandbox:{seed}".encode(), "sha256")
-    return int.from_bytes(digest.digest()[:8], "little") >> 1
-
-
 class Runner:
     """The student's process for one pass (visible or hidden checks), started
     on first use and restarted, up to MAX_RESTARTS, if it dies."""
@@ -325,15 +320,16 @@ class Runner:
 class Session:
     """The processes of one submission, the pass in progress and the time left."""
 
-    def __init__(self, steps, limits, seed, policy):
+    def __init__(self, steps, limits, seed, policy, key=None):
         self.steps, self.limits, self.policy = steps, limits, policy
-        self.sandbox_seed = sandbox_seed(seed)
+        self.sandbox_seed = secret.sandbox_seed(key, seed)
         self.visible = Runner(self, hidden=False)
         self.hidden = Runner(self, hidden=True)
         self.runner = self.visible
         self.cell = None
         self.cell_left = limits.cell_timeout
         self.budget_events = []
+        self.calls = []  # (index of the check running, function) of the test cell's calls
 
     def begin_cell(self, grade_id):
         self.cell = grade_id
@@ -345,6 +341,8 @@ class Session:
         self.runner = self.hidden
 
     def call(self, name, args, kwargs):
+        if checks._results is not None:
+            self.calls.append((len(checks._results), name))
         runner = self.runner
         hidden = runner is self.hidden
         late = (f"The checks of {self.cell} used up the cell's time limit "
@@ -391,13 +389,16 @@ class Session:
         return output
 
 
-def _records(cell, source, namespace, label, hidden):
-    """Run one pass of a test cell; its check records ({name, weight,
-    hidden, outcome}, ``checks.check`` makes them)."""
+def _records(cell, source, namespace, label, hidden, calls):
+    """Run one pass of a test cell; its check records ({name, weight, hidden,
+    outcome, expects_error}, ``checks.check`` makes them), each with the graded
+    functions it called (``calls``: the Session's log of (check index, name))."""
     checks._results = []
+    calls.clear()
     try:
         run_test_code(source, namespace, label)
-        return list(checks._results)
+        return [dict(r, calls={n for i, n in calls if i == k})
+                for k, r in enumerate(checks._results)]
     except TestCellStopped as stop:
         # Outside any check: the checks after it never ran, so none of this
         # pass's checks of the cell can be trusted.
@@ -415,12 +416,108 @@ def _records(cell, source, namespace, label, hidden):
         checks._results = None
 
 
-def grade_notebook(assignment, nb, limits=None, seed=0):
-    """Score a parsed submission: a ``model.Result``."""
+def reference_dependencies(assignment):
+    """{f: the graded functions that the reference f calls, directly or through
+    helpers of its module}: where another function's bug can make f fail."""
+    return _dependencies(assignment.id)
+
+
+@functools.lru_cache(maxsize=None)
+def _dependencies(aid):
+    import ast
+    import inspect
+    import textwrap
+    assignment = course.load(aid)
+    ref = assignment.reference()
+    graded = set(assignment.functions)
+    names = {}
+
+    def used(name):
+        if name not in names:
+            names[name] = set()
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(ref, name))))
+            except (OSError, TypeError, AttributeError, SyntaxError):
+                return names[name]
+            names[name] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                           and n.id != name and callable(getattr(ref, n.id, None))
+                           and inspect.isfunction(getattr(ref, n.id))}
+        return names[name]
+
+    out = {}
+    for f in graded:
+        seen, todo = set(), [f]
+        while todo:
+            for g in used(todo.pop()) - seen:
+                seen.add(g)
+                todo.append(g)
+        out[f] = (seen & graded) - {f}
+    return out
+
+
+def withhold_unearned(by_cell, dependencies):
+    """Points for computing, not for matching: mark the visible checks whose
+    points a function did not earn (in place; returns ``by_cell``).
+
+    The learner's notebook ships the expected values of its visible checks,
+    so a function that looks its input up in a table of them would pass
+    every visible check without computing anything; hidden checks call it on
+    fresh inputs that no table holds.  So a passed visible check of a graded
+    function f (the name before the check name's colon) earns its points only
+    if f passed at least one hidden check of values: one of its own in the
+    same test cell or, where that cell has none, in any cell.  (A hidden
+    check that only asks for an exception is no evidence: a table can raise
+    on whatever it does not hold.)  A function with a bug that only some
+    fresh inputs reveal keeps its visible points.
+
+    Honest work that fails every fresh input because of another function's
+    bug keeps them too: f is excused when a function it relies on (that the
+    reference f calls, ``dependencies[f]``, or that f's hidden checks call,
+    such as the forward pass whose cache a backward pass takes) shows that
+    it computes (it passed a hidden check of values) but has a bug (it
+    failed a check).
+    Functions that fail every fresh input excuse nobody, so a notebook of
+    tables earns nothing from its visible checks.
+
+    by_cell: {grade_id: [check records]}; dependencies: {f: set of graded
+    functions} (``reference_dependencies``).  A withheld record gets the
+    field ``withheld`` holding the reason, for the feedback.
+    """
+    def of(f, records):
+        return [r for r in records if r["name"].split(":")[0] == f]
+
+    def fresh(records):
+        return [r for r in records if r["hidden"] and not r.get("expects_error")]
+
+    everything = [r for records in by_cell.values() for r in records]
+    computes = {f: not fresh(of(f, everything)) or any(r["outcome"].passed for r in fresh(of(f, everything)))
+                for f in dependencies}
+    buggy = {f for f in dependencies if computes[f] and not all(r["outcome"].passed for r in of(f, everything))}
+    for records in by_cell.values():
+        for r in records:
+            f = r["name"].split(":")[0]
+            if r["hidden"] or not r["outcome"].passed or f not in dependencies:
+                continue
+            evidence = fresh(of(f, records)) or fresh(of(f, everything))
+            relies_on = set(dependencies[f]).union(*(h.get("calls", ()) for h in evidence)) - {f}
+            if evidence and not any(h["outcome"].passed for h in evidence) and not relies_on & buggy:
+                r["withheld"] = (f"Points withheld: {f} failed every hidden check on inputs "
+                                 "your notebook never showed, so passing this check (whose "
+                                 "expected values your notebook holds) does not show that it "
+                                 "computes its result.")
+    return by_cell
+
+
+def grade_notebook(assignment, nb, limits=None, seed=0, key=None):
+    """Score a parsed submission: a ``model.Result``.
+
+    key: the course key (``secret.py``) the hidden inputs are drawn with;
+    None: none, so anyone who knows ``seed`` can compute them.
+    """
     limits = limits or Limits()
     steps, notes = plan(assignment, nb)
     notes = kernel_notes(nb) + notes
-    session = Session(steps, limits, seed, assignment.policy())
+    session = Session(steps, limits, seed, assignment.policy(), key)
     expected = checks.expected_from(course.expected(assignment.id))
     trusted = {}
     for c in assignment.cells:  # the instructor's own set-up, run here too
@@ -440,7 +537,8 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
         for cell in assignment.tests:
             session.begin_cell(cell.grade_id)
             by_cell[cell.grade_id] += _records(cell, course.visible_source(cell), dict(base),
-                                               f"<test cell {cell.grade_id}>", hidden=False)
+                                               f"<test cell {cell.grade_id}>", False,
+                                               session.calls)
         if course.has_hidden(assignment):
             session.start_hidden_pass()
             ref = assignment.reference()
@@ -449,12 +547,13 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
                     continue
                 session.begin_cell(cell.grade_id)
                 ns = dict(base, ref=ref, grading_rng=np.random.default_rng(
-                    [seed, zlib.crc32(cell.grade_id.encode())]))
+                    secret.hidden_entropy(key, seed, cell.grade_id)))
                 records = _records(cell, course.hidden_source(cell), ns,
-                                   f"<hidden tests {cell.grade_id}>", hidden=True)
+                                   f"<hidden tests {cell.grade_id}>", True, session.calls)
                 by_cell[cell.grade_id] += [r for r in records if r["hidden"]]
     finally:
         output = session.close()
+    withhold_unearned(by_cell, reference_dependencies(assignment))
     graded = []
     for cell in assignment.tests:
         records = by_cell[cell.grade_id]
@@ -464,9 +563,11 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
             outcome = r["outcome"]
             outcome = dataclasses.replace(outcome, message=wire.clean(outcome.message, 4000),
                                           cause=wire.clean(outcome.cause, 300))
+            withheld = r.get("withheld", "")
             graded.append(model.Check(
                 name=wire.clean(r["name"], 300), cell=cell.grade_id, hidden=r["hidden"],
-                points=share, score=share if outcome.passed else 0.0, outcome=outcome))
+                points=share, score=share if outcome.passed and not withheld else 0.0,
+                outcome=outcome, withheld=withheld))
     score = round(sum(c.score for c in graded), 4)
     extra_cells = tuple(c.grade_id for c in assignment.tests if c.extra_credit)
     extra = round(sum(c.score for c in graded if c.cell in extra_cells), 4)
@@ -489,6 +590,8 @@ def grade_notebook(assignment, nb, limits=None, seed=0):
                           private_tmpfs=bool(info.get("tmpfs")),
                           ipc_namespace=bool(info.get("ipc_namespace")),
                           seccomp=bool(info.get("seccomp")),
+                          memory=info.get("memory") or "per-process",
+                          secret_key=key is not None,
                           restarts=session.visible.restarts + session.hidden.restarts),
         seed=seed,
     )

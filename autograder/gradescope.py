@@ -13,6 +13,8 @@ sources as everything else:
     run_autograder    run per submission: grades it and writes
                       /autograder/results/results.json
     gradescope.json   the grading settings chosen at build time, the assignment first
+    grading-key       a course key made at build time (``secret.py``): the hidden
+                      inputs are drawn with it, so a zip built again draws others
     autograder/ solutions/ source/ exercises/ requirements-grading.txt constraints.txt
 
 The course is not installed: ``run_autograder`` runs the grader from the
@@ -40,6 +42,7 @@ instructors' accounts only (Gradescope never shows it to students).
 """
 import argparse
 import json
+import os
 import sys
 import traceback
 import zipfile
@@ -78,6 +81,7 @@ exec "$PYTHON" -m autograder.gradescope run \\
 """
 
 FILES = ["requirements-grading.txt", "constraints.txt"]
+KEY_MEMBER = "grading-key"
 FOLDERS = course.FOLDERS  # exercises/: the expected values
 
 
@@ -86,6 +90,7 @@ def build(out, assignment, seed=0, limits=None):
     seed and ``model.Limits`` given); returns its members."""
     import dataclasses
 
+    from . import secret
     from .model import Limits
     root = course.ROOT
     if assignment not in course.assignments():
@@ -105,6 +110,7 @@ def build(out, assignment, seed=0, limits=None):
         add(z, "setup.sh", SETUP_SH, 0o755)
         add(z, "run_autograder", RUN_AUTOGRADER, 0o755)
         add(z, "gradescope.json", json.dumps(settings, indent=2) + "\n")
+        add(z, KEY_MEMBER, secret.new_key_text(), 0o600)
         for name in FILES:
             add(z, name, (root / name).read_bytes())
         for folder in FOLDERS:
@@ -161,7 +167,7 @@ def run(submission, results, settings=None):
     """Grade the notebook in ``submission`` into Gradescope's ``results`` file."""
     import dataclasses
 
-    from . import course, grade, model, report, wire
+    from . import course, grade, model, report, secret, wire
     from .processes import ScratchRoot, become_subreaper
     become_subreaper()
     cfg_path = course.ROOT / "gradescope.json"
@@ -188,8 +194,13 @@ def run(submission, results, settings=None):
             f"assignment {other}."], seed)
     else:
         limits = model.Limits(**cfg.get("limits", {}))
+        key_path = course.ROOT / KEY_MEMBER
+        key = None
+        if key_path.exists():  # unzipped with whatever mode: it is the grader's own file
+            os.chmod(key_path, 0o600)
+            key = secret.load_or_create(key_path)
         with ScratchRoot():
-            result = grade.grade_notebook(course.load(aid), nb, limits, seed)
+            result = grade.grade_notebook(course.load(aid), nb, limits, seed, key)
         result = dataclasses.replace(
             result, notes=(f"Graded {name} as assignment {aid}.",) + result.notes)
     out = report.gradescope_results(result)

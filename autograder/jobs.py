@@ -67,7 +67,7 @@ def _grade(job, sub):
         return model.not_graded(model.Status.UNREADABLE, _max_score(aid), _notes(sub, problem),
                                 job.seed)
     import dataclasses
-    result = grade.grade_notebook(course.load(aid), nb, job.limits, job.seed)
+    result = grade.grade_notebook(course.load(aid), nb, job.limits, job.seed, job.key)
     return dataclasses.replace(result, notes=tuple(_notes(sub)) + result.notes)
 
 

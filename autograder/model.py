@@ -88,8 +88,9 @@ class Limits:
 
     cell_timeout, notebook_timeout: seconds charged to the student (see
     ``processes.StudentClock``), per cell and per process.
-    isolation: "auto" (namespaces and a uid of its own when run as root) or
-    "basic" (rlimits, Landlock and seccomp only, as for a non-root grader).
+    isolation: "auto" (namespaces, a uid and a memory cgroup of its own when
+    run as root) or "basic" (rlimits, Landlock and seccomp only, as for a
+    non-root grader).  memory_mb bounds all of a sandbox's processes together.
     """
     cell_timeout: float = 30.0
     notebook_timeout: float = 300.0
@@ -120,12 +121,15 @@ class Submission:
 
 @dataclass(frozen=True)
 class Job:
-    """A submission with what it is graded under.  ``notebook``: the file's
-    bytes, or why it could not be read, when they travel with the job (a
-    cluster worker need not see the submissions folder)."""
+    """A submission with what it is graded under.  ``key``: the course key
+    the hidden inputs are drawn with (``secret.py``; never in a record).
+    ``notebook``: the file's bytes, or why it could not be read, when they
+    travel with the job (a cluster worker need not see the submissions
+    folder)."""
     submission: Submission
     limits: Limits
     seed: int
+    key: typing.Optional[bytes] = None
     notebook: typing.Optional[bytes] = None
     unreadable: typing.Optional[str] = None
 
@@ -158,16 +162,18 @@ PASSED = Outcome(Kind.PASSED)
 @dataclass(frozen=True)
 class Check:
     """One check of a test cell.  points: what it is worth; score: what it
-    earned (``points`` or 0)."""
+    earned (``points`` if it passed and nothing was ``withheld``, else 0)."""
     name: str
     cell: str
     hidden: bool
     points: float
     score: float
     outcome: Outcome
+    withheld: str = ""  # why a passed visible check earned nothing (grade.withhold_unearned)
 
     @property
     def passed(self):
+        """The verdict (as in the learner's notebook), whatever it earned."""
         return self.outcome.passed
 
 
@@ -187,6 +193,8 @@ class Fence:
     private_tmpfs: bool = False
     ipc_namespace: bool = False
     seccomp: bool = False
+    memory: str = "per-process"   # cgroup1, cgroup2, split or per-process (cgroup.py)
+    secret_key: bool = False      # hidden inputs drawn with a course key (secret.py)
     restarts: int = 0
 
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -97,7 +98,11 @@ def kill_uid(uid):
 
 
 def reap_orphans():
-    """Kill sandbox processes whose grader died (their uid's lock is free)."""
+    """Kill sandbox processes whose grader died (their uid's lock is free),
+    and remove the memory cgroups such graders left."""
+    if os.geteuid() == 0:
+        from .cgroup import sweep
+        sweep()
     if os.geteuid() != 0 or not os.path.isdir(UidSlot.DIR):
         return
     try:
@@ -297,3 +302,19 @@ class ScratchRoot:
         else:
             os.environ[SCRATCH_ENV] = self.before
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def readable_roots():
+    """Paths the student's process may read: the Python installation."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib",
+             "/lib64", "/bin", "/etc/ld.so.cache", "/etc/fonts", "/dev/null", "/dev/urandom",
+             os.path.dirname(os.path.realpath(sys.executable))}
+    roots.update(worker_path())
+    return sorted({os.path.realpath(p) for p in roots if os.path.exists(p)})
+
+
+def worker_path():
+    """Site-packages folders for the worker's sys.path (it runs without site,
+    so no .pth file, such as an editable install's, adds the course)."""
+    return [p for p in sys.path
+            if p.rstrip("/").endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]

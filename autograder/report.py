@@ -133,6 +133,8 @@ def check_lines(checks):
             continue
         lines.append(f"✓ {c.name}" if c.passed else
                      f"✗ {c.name}:\n    " + c.outcome.message.replace("\n", "\n    "))
+        if c.withheld:
+            lines.append("    " + c.withheld)
     line = hidden_line(checks)
     return lines + ([line] if line else [])
 
@@ -184,7 +186,8 @@ def gradescope_results(result, manual=NO_MANUAL):
     for cell in cells(result):
         for c in cell.visible:
             tests.append({"name": c.name, "score": c.score, "max_score": c.points,
-                          "output": c.outcome.message, "visibility": "visible"})
+                          "output": "\n".join(filter(None, [c.outcome.message, c.withheld])),
+                          "visibility": "visible"})
         if cell.hidden_line:
             tests.append({"name": f"{cell.name}: hidden checks", "score": cell.hidden_score,
                           "max_score": cell.hidden_points, "output": cell.hidden_line,

@@ -10,6 +10,8 @@ what a process cannot enforce on itself:
   covering the whole reply (a process that sends half a message and stalls
   is stopped like one that loops), and a deadline on every write to it (a
   process that stops reading cannot block the grader);
+- one memory budget for all its processes together (``cgroup.py``: a memory
+  cgroup of its own, or else fewer processes sharing the limit);
 - an output cap (kept for the instructor) and a flood limit (stopped);
 - outside a tmpfs scratch folder, a watcher that stops a process whose
   folder grows past ``disk_mb`` or ``max_files``;
@@ -32,8 +34,10 @@ import time
 from pathlib import Path
 
 from . import wire
+from .cgroup import MemoryCgroup, memory_event, memory_layer, split_budget
 from .model import Limits  # noqa: F401 - what a Sandbox takes
-from .processes import StudentClock, UidSlot, kill_tree, scratch_folder, spawn
+from .processes import (StudentClock, UidSlot, kill_tree, readable_roots, scratch_folder, spawn,
+                        worker_path)
 
 _HERE = Path(__file__).resolve().parent
 # The worker's modules, each loaded from its own file into a module of its own
@@ -83,22 +87,6 @@ class StudentError(Exception):
         self.warnings = list(warnings)
 
 
-def readable_roots():
-    """Paths the student's process may read: the Python installation."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib",
-             "/lib64", "/bin", "/etc/ld.so.cache", "/etc/fonts", "/dev/null", "/dev/urandom",
-             os.path.dirname(os.path.realpath(sys.executable))}
-    roots.update(worker_path())
-    return sorted({os.path.realpath(p) for p in roots if os.path.exists(p)})
-
-
-def worker_path():
-    """Site-packages folders for the worker's sys.path (it runs without site,
-    so no .pth file, such as an editable install's, adds the course)."""
-    return [p for p in sys.path
-            if p.rstrip("/").endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
-
-
 class Sandbox:
     """One student process.  Use as a context manager.
 
@@ -118,7 +106,8 @@ class Sandbox:
         self.slot = None
         self.clock = None
         self.info = {"landlock": 0, "scoped": False, "isolation": "none", "tmpfs": False,
-                     "ipc_namespace": False, "seccomp": False}
+                     "ipc_namespace": False, "seccomp": False, "memory": "per-process"}
+        self.memory = None  # its memory cgroup (cgroup.py), where the kernel offers one
         self.seq = 0
         self.charged = 0.0  # seconds charged to this process so far
         self._closed = threading.Event()
@@ -130,27 +119,22 @@ class Sandbox:
     # -- life cycle ---------------------------------------------------------
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # nothing it set up outlives it: uid, cgroup, scratch folder
+            raise
+
+    def _start(self):
         lim = self.limits
         if os.geteuid() == 0 and lim.isolation == "auto":
             try:
                 self.slot = UidSlot()
             except (OSError, RuntimeError):
                 self.slot = None  # weaker, and reported as such (isolation "none")
+            self.memory = MemoryCgroup.create(lim.memory_mb)
         r_child, w_parent = os.pipe()
         r_parent, w_child = os.pipe()
-        settings = {
-            "scratch": self.scratch,
-            "sandbox_seed": int(self.seed),
-            "uid": self.slot.uid if self.slot else None,
-            "memory_bytes": int(lim.memory_mb) * 2**20,
-            "file_bytes": int(lim.file_mb) * 2**20,
-            "disk_kb": int(lim.disk_mb) * 1024,
-            "max_files": int(lim.max_files),
-            "max_tasks": int(lim.max_tasks),
-            "cpu_seconds": int(lim.notebook_timeout) + 10,
-            "readable": readable_roots(),
-            "writable": [self.scratch, "/dev/null"],
-        }
         env = {
             "PATH": "/usr/bin:/bin", "HOME": self.scratch, "TMPDIR": self.scratch,
             "MPLBACKEND": "Agg", "MPLCONFIGDIR": self.scratch,
@@ -167,6 +151,23 @@ class Sandbox:
         os.close(r_child)
         os.close(w_child)
         self.rfd, self.wfd = r_parent, w_parent
+        if self.memory is not None:  # in before the settings, so before any student code
+            self.memory.add(self.proc.pid)
+        tasks, task_mb = ((lim.max_tasks, lim.memory_mb) if self.memory
+                          else split_budget(lim.memory_mb, lim.max_tasks))
+        settings = {
+            "scratch": self.scratch,
+            "sandbox_seed": int(self.seed),
+            "uid": self.slot.uid if self.slot else None,
+            "memory_bytes": int(task_mb) * 2**20,
+            "file_bytes": int(lim.file_mb) * 2**20,
+            "disk_kb": int(lim.disk_mb) * 1024,
+            "max_files": int(lim.max_files),
+            "max_tasks": int(tasks),
+            "cpu_seconds": int(lim.notebook_timeout) + 10,
+            "readable": readable_roots(),
+            "writable": [self.scratch, "/dev/null"],
+        }
         os.set_blocking(self.wfd, False)  # every write has a deadline (wire.send)
         self.clock = StudentClock(self.proc.pid, self.slot.uid if self.slot else None)
         self._drain = threading.Thread(target=self._read_output, daemon=True)
@@ -177,16 +178,13 @@ class Sandbox:
             raise SandboxFailed("the sandbox could not be set up:\n" + str(hello["setup_error"]))
         self.charged = 0.0  # starting up is the grader's time, not the student's
         self.info = {k: hello.get(k) for k in FENCE_KEYS}
+        self.info["memory"] = memory_layer(self.memory, self.info["isolation"])
         if not self.info["tmpfs"]:
             threading.Thread(target=self._watch_scratch, daemon=True).start()
         return self
 
     def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
+        return self.start()
 
     def __exit__(self, *exc):
         self.close()
@@ -212,6 +210,9 @@ class Sandbox:
         elif self.slot is not None:
             self.slot.release()
             self.slot = None
+        if self.memory is not None:
+            self.memory.remove()
+            self.memory = None
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     @property
@@ -225,6 +226,13 @@ class Sandbox:
     def _stop(self, text):
         self._event(text)
         kill_tree(self.proc)
+
+    def _over_memory(self):
+        """Whether its processes together went over the limit (then it is stopped)."""
+        if self.memory is None or not self.memory.oom_kills():
+            return False
+        self._stop(memory_event(self.limits.memory_mb))
+        return True
 
     # -- watchers -------------------------------------------------------------
 
@@ -302,8 +310,10 @@ class Sandbox:
         try:
             while True:
                 left = timeout - used
-                if select_readable(self.rfd, min(poll, max(left, 0.0))):
+                if select.select([self.rfd], [], [], min(poll, max(left, 0.0)))[0]:
                     return True
+                if self._over_memory():  # the kernel killed one of its processes
+                    raise StudentCrash("stopped: over the memory limit")
                 used = clock.charged()
                 if used >= timeout or clock.wall >= backstop:
                     return False
@@ -324,6 +334,8 @@ class Sandbox:
             raise StudentCrash(f"timed out after {timeout:g} s", timed_out=True) from None
         except (EOFError, OSError):
             raise StudentCrash(self._death()) from None
+        except StudentCrash:
+            raise
         except Exception as exc:  # garbage on the channel: a crash of theirs
             self._stop("Your code wrote into the grader's private channel, so it was stopped.")
             raise StudentCrash(f"the grader's channel was disturbed ({type(exc).__name__})") \
@@ -331,6 +343,8 @@ class Sandbox:
         if not isinstance(reply, dict) or reply.get("seq") != seq or "ok" not in reply:
             self._stop("Your code wrote into the grader's private channel, so it was stopped.")
             raise StudentCrash("the grader's channel was disturbed")
+        if self._over_memory():  # the kernel killed one of its processes (a child, say)
+            raise StudentCrash("stopped: over the memory limit")
         if reply.get("scratch_full"):
             self._event(f"Your code filled its working folder (at most {self.limits.disk_mb} MB "
                         f"and {self.limits.max_files} files); writing more failed.")
@@ -343,6 +357,8 @@ class Sandbox:
             kill_tree(self.proc)
             self._event("Your code closed the grader's private channel, so it was stopped.")
             return "your code closed the grader's channel"
+        if self._over_memory():
+            return "stopped: over the memory limit"
         if code < 0:
             try:
                 sig = signal.Signals(-code).name
@@ -376,7 +392,7 @@ class Sandbox:
         if kind == "BlockingIOError" or "can't start new thread" in text:
             self._event(f"Your code tried to start more than {self.limits.max_tasks} processes "
                         "or threads; that was refused.")
-        return StudentError(text, kind, _warnings(reply))
+        return StudentError(text, kind, wire.warnings_of(reply))
 
     def exec(self, source, name, timeout=None):
         """Run a cell; raises StudentError if it raised, StudentCrash if it died."""
@@ -413,16 +429,4 @@ class Sandbox:
         except Exception as exc:  # anything malformed is the student's problem
             raise StudentError(f"the value returned cannot be checked: {wire.clean(exc, 300)}",
                                "TypeError") from None
-        return result, (after_args, after_kwargs), _warnings(reply)
-
-
-def _warnings(reply):
-    out = []
-    for w in (reply.get("warnings") or [])[:20] if isinstance(reply.get("warnings"), list) else []:
-        if isinstance(w, list) and len(w) == 2:
-            out.append((wire.clean(w[0], 100), wire.clean(w[1], 1000)))
-    return out
-
-
-def select_readable(fd, timeout):
-    return bool(select.select([fd], [], [], timeout)[0])
+        return result, (after_args, after_kwargs), wire.warnings_of(reply)

@@ -323,3 +323,12 @@ def _read_exactly(fd, n, deadline):
             raise EOFError
         got += k
     return buf
+
+
+def warnings_of(reply):
+    """The warnings of a reply as (category name, message) pairs, cleaned."""
+    out = []
+    for w in (reply.get("warnings") or [])[:20] if isinstance(reply.get("warnings"), list) else []:
+        if isinstance(w, list) and len(w) == 2:
+            out.append((clean(w[0], 100), clean(w[1], 1000)))
+    return out

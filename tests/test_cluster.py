@@ -57,7 +57,8 @@ def graded(tmp_path_factory):
     (sub / "dara" / AID).mkdir(parents=True)
     (sub / "dara" / AID / f"{AID}.ipynb").write_text("{not json")
     out = base / "jobs"
-    proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--timeout", TIMEOUT, "--quiet")
+    proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--timeout", TIMEOUT, "--quiet",
+                   "--key-file", base / "course.key")  # one course key for every OUT here
     assert proc.returncode == 0, proc.stderr
     return sub, out, base
 
@@ -99,7 +100,7 @@ def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
     sub, pooled, base = graded
     out = base / "cluster"
     proc = run_cli(ROOT, "grade", sub, "--out", out, "--cluster", "local:2",
-                   "--timeout", TIMEOUT, "--quiet")
+                   "--timeout", TIMEOUT, "--quiet", "--key-file", base / "course.key")
     assert proc.returncode == 0, proc.stderr
     want, got = outputs(pooled), outputs(out)
     # a record, three returned files and an autograded notebook each
@@ -126,7 +127,7 @@ def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
 
     # --resume on a cluster: nothing is graded again, nothing changes
     proc = run_cli(ROOT, "grade", sub, "--out", out, "--cluster", "local:2",
-                   "--timeout", TIMEOUT, "--quiet", "--resume")
+                   "--timeout", TIMEOUT, "--quiet", "--resume", "--key-file", base / "course.key")
     assert proc.returncode == 0, proc.stderr
     settings = json.loads((out / "grading.json").read_text())
     assert settings["graded"] == 0 and settings["kept from an earlier run"] == len(STUDENTS)

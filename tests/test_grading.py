@@ -125,7 +125,9 @@ def test_results_json_is_gradescope_format_and_feedback_hides_hidden_tests(grade
         want = []
         for cell in dict.fromkeys(c.cell for c in result.checks):
             checks = [c for c in result.checks if c.cell == cell]
-            want += [(c.name, c.score, c.points, c.outcome.message) for c in checks if not c.hidden]
+            want += [(c.name, c.score, c.points,
+                      "\n".join(filter(None, [c.outcome.message, c.withheld])))
+                     for c in checks if not c.hidden]
             hidden = [c for c in checks if c.hidden]
             if hidden:
                 want.append((f"{cell}: hidden checks", sum(c.score for c in hidden),

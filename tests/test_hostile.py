@@ -164,8 +164,11 @@ def test_each_case_is_scored_and_explained(corpus, case):
 
 def test_honest_students_are_unaffected(corpus):
     """Their results equal a grading of the same notebook on its own."""
+    from autograder import secret
+    key = secret.load_or_create(corpus["out"] / secret.KEY_FILE)  # the run's course key
     alone = report.gradescope_results(grade.grade_notebook(
-        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=CORPUS_SEED))
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=CORPUS_SEED,
+        key=key))
     for name in ("honest", "zz_honest"):
         got = json.loads((returned(corpus["out"], name, AID) / "results.json").read_text())
         assert got == json.loads(json.dumps(alone)), name
@@ -521,9 +524,10 @@ def test_same_seed_same_grades_twice(tmp_path):
         (sub / name / AID).mkdir(parents=True)
         nbformat.write(nb, sub / name / AID / f"{AID}.ipynb")
     outs = []
-    for run in ("a", "b"):
+    for run in ("a", "b"):  # two OUTs, one course key
         out = tmp_path / run
-        proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--seed", 5, "--quiet")
+        proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--seed", 5, "--quiet",
+                       "--key-file", tmp_path / "course.key")
         assert proc.returncode == 0, proc.stderr
         outs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
                      if p.suffix in (".csv", ".json", ".html", ".ipynb")
@@ -708,6 +712,8 @@ def test_gradescope_package_grades_a_submission(tmp_path):
         mode = z.getinfo("run_autograder").external_attr >> 16
         assert mode & 0o111
         assert json.loads(z.read("gradescope.json"))["assignment"] == AID
+        assert z.getinfo("grading-key").external_attr >> 16 & 0o777 == 0o600  # a course key
+        key = bytes.fromhex(z.read("grading-key").decode())
         z.extractall(tmp_path / "source")
     for script in ("setup.sh", "run_autograder"):
         assert subprocess.run(["bash", "-n", str(tmp_path / "source" / script)]).returncode == 0
@@ -715,7 +721,7 @@ def test_gradescope_package_grades_a_submission(tmp_path):
     assert "python3.11" in setup and "-r requirements-grading.txt" in setup \
         and "constraints.txt" in setup and "requirements.txt " not in setup
     for name, nb in [("full", filled(AID)), ("buggy", _buggy())]:
-        alone = grade.grade_notebook(course.load(AID), nb, seed=0)
+        alone = grade.grade_notebook(course.load(AID), nb, seed=0, key=key)
         secret = {c.name for c in alone.checks if c.hidden} - \
             {c.name for c in alone.checks if not c.hidden}
         assert secret
@@ -840,8 +846,10 @@ def test_an_honest_student_beside_a_cpu_hog_gets_the_same_result(tmp_path):
     proc = run_cli(ROOT, "grade", sub, "--out", tmp_path / "out", "--jobs", 2,
                    "--timeout", CORPUS_TIMEOUT, "--quiet")
     assert proc.returncode == 0, proc.stderr
+    from autograder import secret
     alone = report.gradescope_results(grade.grade_notebook(
-        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0))
+        course.load(AID), filled(AID), Limits(cell_timeout=CORPUS_TIMEOUT), seed=0,
+        key=secret.load_or_create(tmp_path / "out" / secret.KEY_FILE)))
     got = json.loads((returned(tmp_path / "out", "honest", AID) / "results.json").read_text())
     assert got == json.loads(json.dumps(alone))
     hog = json.loads((returned(tmp_path / "out", "hog", AID) / "results.json").read_text())
@@ -901,3 +909,134 @@ def test_nbgrader_export_of_the_gradebook_holds_no_formula(corpus, tmp_path):
     assert len(rows) > len(CASES) // 2
     assert not [f for r in rows for f in r if f[:1] in ("=", "+", "@") or f.startswith("-") and
                 not f[1:2].isdigit()]
+
+
+# ----------------------------------------------------------------------------
+# The course key (round three): hidden inputs cannot be predicted or read back
+
+
+def test_the_grading_seed_cannot_be_read_back_through_a_pass_count():
+    """The attack of the corpus case seed_read_back, at several seeds: without
+    a key it spells seed % 5 in the hidden pass count of test_activations (the
+    attack is real); with a course key it recovers nothing at any seed."""
+    from tests.hostile import SEED_SIGNAL
+    a = course.load(AID)
+    nb = filled(AID)
+    nb.cells.append(nbformat.v4.new_code_cell(SEED_SIGNAL.format()))
+
+    def passed(seed, key):
+        r = grade.grade_notebook(a, nb, seed=seed, key=key)
+        return sum(c.passed for c in r.checks if c.cell == "test_activations" and c.hidden)
+
+    assert passed(3, None) == 5 - 3
+    key = os.urandom(32)
+    assert [passed(s, key) for s in (1, 3, 424242)] == [5, 5, 5]
+
+
+def test_the_key_file_is_private_and_the_same_key_draws_the_same_inputs(tmp_path):
+    from autograder import secret
+    path = tmp_path / "k"
+    key = secret.load_or_create(path)
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert secret.load_or_create(path) == key
+    other = secret.load_or_create(tmp_path / "k2")
+    assert other != key
+    e = secret.hidden_entropy
+    assert e(key, 5, "c") == e(key, 5, "c") != e(other, 5, "c")
+    assert e(key, 5, "c") != e(key, 6, "c") and e(key, 5, "c") != e(key, 5, "d")
+    assert secret.sandbox_seed(key, 5) != secret.sandbox_seed(other, 5)
+    path.chmod(0o644)
+    with pytest.raises(secret.BadKey, match="read by others"):
+        secret.load_or_create(path)
+    (tmp_path / "bad").write_text("abc\n")
+    (tmp_path / "bad").chmod(0o600)
+    with pytest.raises(secret.BadKey, match="does not hold a key"):
+        secret.load_or_create(tmp_path / "bad")
+
+
+# ----------------------------------------------------------------------------
+# Points for computing, not for matching (round three)
+
+
+@pytest.mark.parametrize("aid", course.assignments())
+def test_a_table_of_the_shipped_values_earns_at_most_the_stated_share(aid):
+    from tests.hostile import lookup_table_notebook
+    a = course.load(aid)
+    nb = lookup_table_notebook(aid, release(aid), filled(aid))
+    r = grade.grade_notebook(a, nb, seed=5, key=b"t" * 32)
+    visible = [c for c in r.checks if not c.hidden]
+    passed = [c for c in visible if c.passed]  # the verdict, as in the learner's notebook
+    assert len(passed) >= 0.75 * len(visible)  # the table answers what the notebook shows
+    assert r.score <= grade.UNEARNED_SHARE * a.max_score, \
+        [(c.name, c.score) for c in r.checks if c.score]
+    withheld = [c for c in visible if c.withheld]
+    assert withheld and all("Points withheld" in c.withheld and c.score == 0 for c in withheld)
+    shown = report.gradescope_results(r)["tests"]  # and the learner is told why
+    assert all(any(c.withheld in t["output"] for t in shown if t["name"] == c.name)
+               for c in withheld)
+
+
+def test_withholding_spares_a_bug_that_only_some_fresh_inputs_reveal():
+    """A record-level check of the rule: f keeps its visible points when one
+    hidden check of values passed, or when a function it relies on computes
+    but has a bug; error-only hidden checks are no evidence."""
+    def rec(name, hidden, passed, **kw):
+        return dict(name=name, hidden=hidden, weight=1.0, outcome=outcome(passed), **kw)
+
+    def outcome(passed):
+        return model.PASSED if passed else model.Outcome(model.Kind.WRONG, "wrong",
+                                                         model.Diagnosis.DIFFERENCE)
+
+    deps = {"f": set(), "g": {"h"}, "h": set(), "k": set()}
+    by_cell = {
+        "c1": [rec("f: values", False, True), rec("f: fresh 1", True, False),
+               rec("f: fresh 2", True, True)],
+        "c2": [rec("g: values", False, True), rec("g: fresh", True, False),
+               rec("h: values", False, False), rec("h: fresh 1", True, True),
+               rec("h: fresh 2", True, False)],
+        "c3": [rec("k: values", False, True), rec("k: raises", True, True, expects_error=True),
+               rec("k: fresh", True, False)],
+    }
+    grade.withhold_unearned(by_cell, deps)
+    marked = {r["name"] for rs in by_cell.values() for r in rs if r.get("withheld")}
+    assert marked == {"k: values"}
+    by_cell["c2"][3]["outcome"] = outcome(False)  # h fails every fresh input: it excuses no one
+    for rs in by_cell.values():
+        for r in rs:
+            r.pop("withheld", None)
+    grade.withhold_unearned(by_cell, deps)
+    assert {r["name"] for rs in by_cell.values() for r in rs if r.get("withheld")} == \
+        {"k: values", "g: values"}
+
+
+# ----------------------------------------------------------------------------
+# Memory per notebook, all its processes together (round three)
+
+
+def test_a_notebook_cannot_use_more_memory_than_its_limit_with_many_processes(tmp_path):
+    """The corpus's memory case, graded through the command line with
+    --memory 300 beside an honest classmate: the forking notebook ends with
+    the memory-limit event, the classmate's results equal a grading alone."""
+    from autograder import secret
+    from tests.hostile import MEMORY_FORK
+    if not fence().get("memory", "").startswith("cgroup"):
+        pytest.fail(f"no memory cgroup on this machine ({fence()}): the split budget is "
+                    "tested in tests/test_sandbox.py")
+    forker = filled(AID)
+    forker.cells.append(nbformat.v4.new_code_cell(MEMORY_FORK.format(mb=300)))
+    sub, out = tmp_path / "submitted", tmp_path / "out"
+    for name, nb in (("forker", forker), ("honest", filled(AID))):
+        (sub / name / AID).mkdir(parents=True)
+        nbformat.write(nb, sub / name / AID / f"{AID}.ipynb")
+    proc = run_cli(ROOT, "grade", sub, "--out", out, "--jobs", 2, "--memory", 300,
+                   "--timeout", 60, "--seed", 9, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    feedback = html.unescape((returned(out, "forker", AID) / "feedback.html").read_text())
+    assert "used more than the memory limit (300 MB for all of them)" in feedback
+    got = json.loads((returned(out, "forker", AID) / "results.json").read_text())
+    assert got["score"] == course.load(AID).max_score  # the rest of the notebook still graded
+    alone = report.gradescope_results(grade.grade_notebook(
+        course.load(AID), filled(AID), Limits(cell_timeout=60, memory_mb=300), seed=9,
+        key=secret.load_or_create(out / secret.KEY_FILE)))
+    assert json.loads((returned(out, "honest", AID) / "results.json").read_text()) == \
+        json.loads(json.dumps(alone))

@@ -95,3 +95,135 @@ def test_warnings_of_a_call_come_back_and_obey_the_checks_filters(sb):
         warnings.simplefilter("error")
         with pytest.raises(RuntimeWarning, match="overflow"):
             calls.relay_warnings(warned)
+
+
+# ----------------------------------------------------------------------------
+# One memory budget for all of a sandbox's processes (cgroup.py)
+
+FORK_FOUR = """
+import os, time
+import numpy as np
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = np.ones(int(1.2 * {mb} / 4 * 2**20), dtype=np.uint8)  # every page written
+        time.sleep(30)  # holds it: only the memory limit ends this cell in time
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_memory_is_bounded_for_all_processes_together():
+    """Four children, each within the per-process limit, together 1.2 x the
+    limit: the sandbox ends with the memory-limit event and its cgroup is gone."""
+    from autograder import cgroup
+    with Sandbox(Limits(cell_timeout=20, memory_mb=300)) as s:
+        layer, where = s.info["memory"], s.memory.path if s.memory else None
+        if not layer.startswith("cgroup"):
+            pytest.fail(f"no memory cgroup on this machine ({s.info}): only the split "
+                        "budget bounds the sum (test_split_budget_stays_within_the_limit)")
+        t = time.monotonic()
+        with pytest.raises(StudentCrash, match="memory limit"):
+            s.exec(FORK_FOUR.format(mb=300), "<cell>", timeout=60)
+        assert time.monotonic() - t < 30  # stopped when the kernel killed, not at the end
+        assert cgroup.memory_event(300) in s.events
+        assert not s.alive
+    assert not os.path.exists(where)
+
+
+def test_a_sandbox_under_its_memory_limit_is_untouched():
+    with Sandbox(Limits(cell_timeout=20, memory_mb=300)) as s:
+        s.exec("import numpy as np\nx = np.ones((2000, 2000)) @ np.ones((2000, 10))", "<cell>")
+        assert s.events == [] and s.alive
+
+
+def test_split_budget_stays_within_the_limit():
+    """Without a cgroup: tasks x per-task address space <= the limit, and one
+    task (a NumPy process) always gets at least the whole limit or MIN_PROCESS_MB."""
+    from autograder.cgroup import MIN_PROCESS_MB, split_budget
+    for limit in (256, 300, 511, 512, 1000, 2048, 4096, 10**5):
+        for max_tasks in (1, 4, 64):
+            tasks, each = split_budget(limit, max_tasks)
+            assert 1 <= tasks <= max_tasks and tasks * each <= limit
+            assert each >= min(limit, MIN_PROCESS_MB)
+    assert split_budget(2048, 64) == (4, 512)
+    assert split_budget(300, 64) == (1, 300)
+
+
+def test_without_a_cgroup_fewer_processes_share_the_limit():
+    """isolation="basic" makes no cgroup: a fork past the split budget is refused."""
+    with Sandbox(Limits(cell_timeout=20, memory_mb=300, isolation="basic")) as s:
+        assert s.info["memory"] in ("split", "per-process")
+        if s.info["memory"] == "split":  # one task: the worker itself
+            with pytest.raises(StudentError, match="BlockingIOError|Resource temporarily"):
+                s.exec("import os\nos.fork()", "<cell>")
+
+
+def test_the_cgroup_is_found_from_mountinfo():
+    from autograder.cgroup import find_parent
+    v1 = ("35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+          "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n")
+    own = "4:memory:/jobs/a\n0::/\n"
+    assert find_parent(v1, own) == (1, "/sys/fs/cgroup/memory/jobs/a")
+    v2 = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
+    assert find_parent(v2, "0::/user.slice/grader.scope\n") == \
+        (2, "/sys/fs/cgroup/user.slice/grader.scope")
+    # A container's view: the mount's root is the container's own cgroup.
+    inner = "29 23 0:26 /docker/x /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    assert find_parent(inner, "0::/docker/x\n") == (2, "/sys/fs/cgroup")
+    assert find_parent("1 2 0:1 / / rw - ext4 /dev/sda rw\n", own) is None
+    # The grader's processes moved to a leaf (cgroup v2's no-internal-process
+    # rule): the sandboxes still go beside the leaf.
+    assert find_parent(v2, "0::/grader.scope/autograder-leaf\n") == (2, "/sys/fs/cgroup/grader.scope")
+
+
+def test_a_cgroup_v2_gets_its_limit_and_no_swap(tmp_path):
+    """v2 files, written into a stand-in folder (this machine may have v1 only)."""
+    from autograder.cgroup import MemoryCgroup
+    cg = MemoryCgroup.create(300, where=(2, str(tmp_path)))
+    assert cg is not None and cg.layer == "cgroup2"
+    read = (lambda name: open(cg.file(name)).read())
+    assert read("memory.max") == str(300 * 2**20)
+    assert read("memory.swap.max") == "0" and read("memory.oom.group") == "1"
+    assert cg.oom_kills() == 0
+    open(cg.file("memory.events"), "w").write("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert cg.oom_kills() == 1
+
+
+def test_require_refuses_a_missing_layer():
+    from autograder import fence
+    full = {"isolation": "namespace+uid", "tmpfs": True, "ipc_namespace": True, "landlock": 6,
+            "scoped": True, "seccomp": True, "memory": "cgroup2"}
+    fence.require(["all"], full)
+    with pytest.raises(fence.FenceMissing, match="cgroup"):
+        fence.require(["seccomp", "cgroup"], dict(full, memory="split"))
+    with pytest.raises(fence.FenceMissing, match="uid"):
+        fence.require(["all"], dict(full, isolation="namespace"))
+    with pytest.raises(fence.FenceMissing, match="unknown"):
+        fence.require(["landlok"], full)
+    assert "missing: cgroup" in fence.describe(dict(full, memory="split"))
+
+
+def test_a_run_states_its_fence_and_can_refuse_to_grade_without_a_layer(tmp_path):
+    import subprocess
+    import sys
+
+    def grade(out, *extra):
+        (tmp_path / "submitted").mkdir(exist_ok=True)
+        return subprocess.run([sys.executable, "-m", "autograder", "grade",
+                               str(tmp_path / "submitted"), "--out", str(tmp_path / out),
+                               "--quiet", *extra], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300)
+
+    proc = grade("out", "--require-fence", "all")
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("fence: "))
+    if "missing: none" in line:
+        assert proc.returncode == 0, proc.stderr
+    else:  # a machine without some layer: the run refuses, and says which
+        assert proc.returncode == 2 and "refusing to grade" in proc.stderr, proc.stderr
+    proc = grade("refused", "--require-fence", "seccomp,landlok")
+    assert proc.returncode == 2 and "unknown fence layer(s) landlok" in proc.stderr
+    assert not (tmp_path / "refused").exists()  # refused before anything was written

@@ -156,6 +156,62 @@ def _huge(ctx, folder):
         f.truncate(100 * 2**20)  # 100 MB (sparse: costs no disk)
 
 
+# A table of what the learner notebook shows: every call its visible checks
+# make (inputs the notebook's code builds) and what the reference returned
+# (the expected values it ships), looked up by the function's arguments.
+TABLE_KEY = """
+def _key(v):
+    import numpy as _np
+    if isinstance(v, _np.ndarray):
+        return ("a", v.shape, v.dtype.str, v.tobytes())
+    if isinstance(v, dict):
+        return ("d",) + tuple((k, _key(x)) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ("l",) + tuple(_key(x) for x in v)
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return ("v", repr(v))
+    return ("?",)
+"""
+
+
+def lookup_table_notebook(aid, release_nb, filled_nb):
+    """The release notebook of ``aid`` answering every graded function from a
+    table of the visible checks' calls (round three: points without computing)."""
+    import pickle
+
+    from autograder import checks, course, grade
+    from autograder.sandbox import Sandbox
+    ns, table = {}, {}
+    exec(TABLE_KEY, ns)
+    original = Sandbox.call
+
+    def record(self, name, args, kwargs, **kw):
+        key = ns["_key"]((name, list(args), dict(kwargs)))
+        result = original(self, name, args, kwargs, **kw)
+        if not checks._hidden and len(pickle.dumps(result[0])) < 2**16:
+            table[key] = result[0]  # (large random samples are no shipped value)
+        return result
+
+    a = course.load(aid)
+    Sandbox.call = record
+    try:
+        grade.grade_notebook(a, filled_nb, seed=0)
+    finally:
+        Sandbox.call = original
+    code = TABLE_KEY + (
+        f"import pickle\n_table = pickle.loads(bytes.fromhex({pickle.dumps(table).hex()!r}))\n"
+        "def _answer(name):\n    def f(*args, **kwargs):\n"
+        "        return _table.get(_key((name, list(args), dict(kwargs))))\n    return f\n"
+        f"for _name in {a.functions!r}:\n    globals()[_name] = _answer(_name)\n")
+    nb = _copy(release_nb)
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def _lookup_table(ctx):
+    return _bytes(lookup_table_notebook(AID, ctx.release, ctx.filled))
+
+
 def _surrogate_grade_id(ctx):
     nb = json.loads(_bytes(_copy(ctx.filled)))
     nb["cells"].append({"cell_type": "code", "source": "x = 1\n", "metadata": {
@@ -166,6 +222,71 @@ def _surrogate_grade_id(ctx):
 
 def _non_utf8_file_name(ctx, folder):
     (folder / os.fsdecode(b"caf\xe9.ipynb")).write_bytes(_bytes(_copy(ctx.filled)))
+
+
+# Four children, each within the per-process limit, together 1.2 x the
+# notebook's limit of {mb} MB (graded in a class of its own with a small
+# --memory by test_hostile.py: touching gigabytes would outlast the corpus's
+# cell time limit).
+MEMORY_FORK = """
+import os, time
+import numpy as np
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = np.ones(int(1.2 * {mb} / 4 * 2**20), dtype=np.uint8)  # every page written
+        time.sleep(30)  # holds it: only the memory limit ends this cell in time
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+# The round-three seed read-back: the hidden process recognises its first
+# hidden input, finds the grading seed that draws it (trying seeds in a
+# range, under the derivation the grader used before the course key and
+# under the keyless HMAC), then fails ``seed % 5`` of the cell's 5 hidden
+# checks on purpose, so "k of 5 passed" spells the seed.  No braces: the
+# builder formats the code.
+SEED_SIGNAL = """
+import hashlib as _hl, hmac as _hm, zlib as _zl
+import numpy as _np
+_SEEDS = list(range(0, 40)) + list(range(424200, 424300))
+_state = [None, 0]
+
+def _first_input(seed, derivation):
+    if derivation == "crc32":
+        rng = _np.random.default_rng([seed, _zl.crc32(b"test_activations")])
+    else:
+        mac = _hm.new(b"", ("hidden:%d:test_activations" % seed).encode(), _hl.sha256)
+        rng = _np.random.default_rng(int.from_bytes(mac.digest(), "little"))
+    return rng.normal(size=(3, 4)) * 5
+
+def _recover(z):
+    for d in ("crc32", "hmac"):
+        for s in _SEEDS:
+            w = _first_input(s, d)
+            if _np.array_equal(w[0, 2:], z[0, 2:]) and _np.array_equal(w[2, 2:], z[2, 2:]):
+                return s
+    return None
+
+def _signal(fn):
+    def f(z):
+        out = fn(z)
+        if isinstance(z, _np.ndarray) and z.shape == (3, 4) and z[0, 1] == -708.0:
+            if _state[1] == 0:
+                _state[0] = _recover(z)
+            k, _state[1] = _state[1], _state[1] + 1
+            if _state[0] is not None and k < _state[0] % 5:
+                return out + 1.0
+        return out
+    return f
+
+for _n in ("sigmoid", "relu", "sigmoid_grad", "tanh_grad", "relu_grad"):
+    globals()[_n] = _signal(globals()[_n])
+"""
 
 
 # Every graded function of the assignment, made to zero its array arguments and
@@ -274,6 +395,14 @@ CASES = [
                              "        f.write(b'x' * 2**20)\n"),
          says=[("working folder", "file too large")]),
     Case("memory_bomb", inject("x = bytearray(10**11)\n"), says=[("memoryerror",)]),
+    # Four children, each within the per-process limit, together 1.2 x the
+    # notebook's limit (the corpus runs with the default --memory 2048).
+    # The grading seed read back through a hidden pass count (round three):
+    # under the run's course key it finds no seed and so signals nothing.
+    Case("seed_read_back", inject(SEED_SIGNAL), clean=True),
+    # Points without computing (round three): a table of the shipped values
+    # earns at most grade.UNEARNED_SHARE of the points.
+    Case("lookup_table", _lookup_table, score=(0.0, 0.05), says=[("points withheld",)]),
     Case("runaway", inject("while True:\n    pass\n", where="start"),
          says=[("ran for more than",)]),
     Case("flood", inject("while True:\n    print('x' * 10000)\n"),
