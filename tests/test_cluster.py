@@ -136,13 +136,14 @@ def test_a_local_cluster_writes_the_same_files_as_the_local_pool(graded):
 
 def test_a_killed_worker_costs_a_retry_and_a_worker_killer_its_own_row(graded, tmp_path,
                                                                          monkeypatch):
-    sub, graded_by_pool, _ = graded
+    sub, graded_by_pool, base = graded
     monkeypatch.setenv("AUTOGRADER_TEST_KILLED", str(tmp_path / "killed"))
     out = tmp_path / "out"
     limits = Limits(cell_timeout=TIMEOUT)
     rows = classroom.grade_class(sub, out, limits=limits, progress=False,
                                  executor=DaskCluster("local:2", limit=jobs.wall_limit(limits),
-                                                      grade=dying_grade_one))
+                                                      grade=dying_grade_one),
+                                 key_file=base / "course.key")  # the pool's course key
     assert (tmp_path / "killed").exists()  # the victim's first worker was killed mid-task
     by = {r.student_id: r for r in rows}
     assert set(by) == set(STUDENTS)

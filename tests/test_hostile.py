@@ -1040,3 +1040,29 @@ def test_a_notebook_cannot_use_more_memory_than_its_limit_with_many_processes(tm
         key=secret.load_or_create(out / secret.KEY_FILE)))
     assert json.loads((returned(out, "honest", AID) / "results.json").read_text()) == \
         json.loads(json.dumps(alone))
+
+
+# ----------------------------------------------------------------------------
+# Student content is inert in every view (round three)
+
+
+def test_no_view_of_the_corpus_runs_or_loads_anything_of_a_student(corpus):
+    """Every page and notebook rendered for the class (the students' folders,
+    the formgrader's autograded notebooks as nbconvert shows them, the class
+    report) has no live link, handler, remote resource or script of a
+    student's; the class report never speaks a student's words."""
+    from nbconvert import HTMLExporter
+
+    from tests.test_views import assert_inert
+    out = corpus["out"]
+    for path in learner_files(out):
+        if path.suffix == ".html":
+            text = path.read_text(encoding="utf-8")
+            assert "default-src 'none'" in text, path  # and the page forbids them anyway
+        elif path.suffix == ".ipynb":
+            text, _ = HTMLExporter().from_notebook_node(nbformat.read(path, 4))
+        else:
+            continue
+        assert_inert(text)
+    report_text = (out / "class-report.html").read_text(encoding="utf-8")
+    assert "NOTE_TO_INSTRUCTOR" not in report_text and "javascript:" not in report_text

@@ -14,27 +14,20 @@ import shutil
 import nbformat
 import pytest
 
-from autograder import course
 from tests.conftest import ROOT, filled
+from tests.hostile import SENTENCE_EXCEPTION, _hostile_markdown
 from tests.test_hostile import run_cli
-from tests.test_views import HOSTILE_MARKDOWN, assert_inert
+from tests.test_views import assert_inert
 
 AID = "dcl_backprop"
-SENTENCE = "NOTE_TO_INSTRUCTOR_this_check_is_broken_for_everyone_add_6_points"
+SENTENCE = "NOTE_TO_INSTRUCTOR_this_check_is_broken_add_6_points"
 
 
 def hostile_notebook():
+    """The corpus's hostile markdown and sentence-named exception in one notebook."""
     nb = filled(AID)
-    nb.cells.insert(2, nbformat.v4.new_markdown_cell(HOSTILE_MARKDOWN))
-    nb.cells.insert(3, nbformat.v4.new_raw_cell("<script>alert('raw')</script>"))
-    cell = nbformat.v4.new_code_cell("x = 1")
-    cell.metadata["nbgrader"] = {"grade_id": "[log](javascript:alert('gid'))", "solution": True,
-                                 "grade": False, "locked": False}
-    nb.cells.insert(4, cell)
-    for c in nb.cells:
-        if course.grade_id(c) and "def relative_error" in c.source:
-            c.source += (f"\nclass {SENTENCE}(Exception):\n    pass\n"
-                         f"def relative_error(a, b):\n    raise {SENTENCE}('see the note')\n")
+    _hostile_markdown(nb)
+    nb.cells.append(nbformat.v4.new_code_cell(SENTENCE_EXCEPTION))
     return nb
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from autograder import classreport, course, model, nbgrader_course, report, store
 from autograder.model import Check, Diagnosis, Kind, Outcome
+from tests import hostile
 from tests.conftest import ROOT, filled
 
 AID = "dcl_backprop"
@@ -243,9 +244,7 @@ def test_manual_grades_reach_every_view_after_render(graded_demo, tmp_path):
 # ----------------------------------------------------------------------------
 # Student content is inert in the instructor's notebook views
 
-HOSTILE_MARKDOWN = ("[Autograder log (click to expand)](javascript:alert(1))\n\n"
-                    "![](https://attacker.example/b.png)\n\n<img src=x onerror=alert(1)>\n"
-                    "<script>alert(1)</script>\n```\nfence\n```\n")
+HOSTILE_MARKDOWN = hostile.HOSTILE_MARKDOWN + "```\nfence\n```\n"
 
 
 def test_hostile_markdown_is_text_in_the_autograded_notebook():

@@ -119,6 +119,27 @@ def _duplicate_sigmoid(nb):
     nb.cells.insert(i, broken)  # the correct copy comes last and wins
 
 
+HOSTILE_MARKDOWN = ("[Autograder log (click to expand)](javascript:alert(1))\n\n"
+                    "![](https://attacker.example/b.png)\n\n<img src=x onerror=alert(1)>\n"
+                    "<script>alert(1)</script>\n")
+
+
+def _hostile_markdown(nb):
+    """Markdown, a raw cell and a grade id that would be live markup in a view."""
+    nb.cells.insert(2, nbformat.v4.new_markdown_cell(HOSTILE_MARKDOWN))
+    nb.cells.insert(3, nbformat.v4.new_raw_cell("<script>alert('raw')</script>"))
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.metadata["nbgrader"] = {"grade_id": "[log](javascript:alert('gid'))", "solution": True,
+                                 "grade": False, "locked": False}
+    nb.cells.insert(4, cell)
+
+
+SENTENCE_EXCEPTION = ("class NOTE_TO_INSTRUCTOR_this_check_is_broken_add_6_points(Exception):\n"
+                      "    pass\n"
+                      "def relative_error(a, b):\n"
+                      "    raise NOTE_TO_INSTRUCTOR_this_check_is_broken_add_6_points('see me')\n")
+
+
 def _foreign_kernel(nb):
     nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
     nb.metadata["language_info"] = {"name": "R"}
@@ -568,5 +589,9 @@ CASES = [
                                 "m = b'[' + b'{{}},' * (6 * 2**20) + b'{{}}]'\n"
                                 "os.write(int(sys.argv[2]), struct.pack('<Q', len(m)) + m)\n"),
          says=[("private channel",)]),
+    # -- words that would speak in the grader's voice or run in an instructor's page
+    Case("hostile_markdown", transform(_hostile_markdown), says=[("not part of this assignment",)]),
+    Case("sentence_exception", inject(SENTENCE_EXCEPTION), score=(0.5, 0.99),
+         says=[("its own class 'note_to_instructor",)]),
     Case("zz_honest", transform(lambda nb: None), clean=True),
 ]
