@@ -28,7 +28,7 @@ from autograder import checks, classroom, course, grade, jobs, model, report, st
 from autograder.pool import LocalPool
 from autograder.sandbox import Limits, Sandbox, StudentCrash, StudentError
 from tests.conftest import ROOT, filled, records, release, returned, secret_names
-from tests.hostile import AID, CASES, Context
+from tests.hostile import AID, CASES, TABLE_KEY, Context
 
 CORPUS_TIMEOUT = 3  # --timeout of the corpus run: runaway cells cost this much
 CORPUS_SEED = 424242  # distinctive: no learner-visible file of the corpus may contain it
@@ -540,19 +540,7 @@ def test_same_seed_same_grades_twice(tmp_path):
     assert 0 < by["random"] < by["full"]
 
 
-KEY = '''
-def _key(v):
-    import numpy as _np
-    if isinstance(v, _np.ndarray):
-        return ("a", v.shape, v.dtype.str, v.tobytes())
-    if isinstance(v, dict):
-        return ("d",) + tuple((k, _key(x)) for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return ("l",) + tuple(_key(x) for x in v)
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return ("v", repr(v))
-    return ("?",)
-'''
+KEY = TABLE_KEY  # the corpus's lookup-table key of a call's arguments
 
 
 def test_a_hard_coded_answer_for_one_seed_fails_for_another(monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 
 from autograder.sandbox import Limits, Sandbox, StudentCrash, StudentError
 from tests.conftest import ROOT
+from tests.hostile import MEMORY_FORK as FORK_FOUR  # the corpus's case
 
 
 @pytest.fixture
@@ -100,20 +101,6 @@ def test_warnings_of_a_call_come_back_and_obey_the_checks_filters(sb):
 # ----------------------------------------------------------------------------
 # One memory budget for all of a sandbox's processes (cgroup.py)
 
-FORK_FOUR = """
-import os, time
-import numpy as np
-kids = []
-for _ in range(4):
-    pid = os.fork()
-    if pid == 0:
-        block = np.ones(int(1.2 * {mb} / 4 * 2**20), dtype=np.uint8)  # every page written
-        time.sleep(30)  # holds it: only the memory limit ends this cell in time
-        os._exit(0)
-    kids.append(pid)
-for pid in kids:
-    os.waitpid(pid, 0)
-"""
 
 
 def test_memory_is_bounded_for_all_processes_together():
