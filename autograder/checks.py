@@ -186,13 +186,16 @@ def _explain(exc):
 def _raised_words(name):
     """How a message names the class of an exception the student's code raised:
     a standard one by its name, one of the student's own quoted as theirs."""
-    if name in _STANDARD:
+    if name in STANDARD_EXCEPTIONS:
         return name
     return f"an exception of its own class {name[:40]!r}"
 
 
-_STANDARD = {n for n, v in vars(builtins).items()
-             if isinstance(v, type) and issubclass(v, BaseException)} | {"LinAlgError", "AxisError"}
+# Exception classes named as they are, in a message and in the grader's records
+# (``autograder.model.exception_label``): Python's own and NumPy's.
+STANDARD_EXCEPTIONS = frozenset(
+    n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
+) | {"LinAlgError", "AxisError", "ComplexWarning", "TooHardError"}
 
 
 def _outcome(exc, message, needed):

@@ -7,7 +7,9 @@ executor (``executors.pool``, ``executors.dask``) that loses a job (its
 process died, or it outlasted ``wall_limit``) hands back ``crashed(job, why)``
 instead, with one of the sentences below.
 """
+import dataclasses
 import time
+from pathlib import Path
 
 from . import course, grade, model
 
@@ -61,12 +63,10 @@ def _grade(job, sub):
     if job.notebook is not None or job.unreadable is not None:
         nb, problem = grade.read_submission((job.notebook, job.unreadable))
     else:
-        from pathlib import Path
         nb, problem = grade.read_submission(Path(sub.path))
     if nb is None:
         return model.not_graded(model.Status.UNREADABLE, _max_score(aid), _notes(sub, problem),
                                 job.seed)
-    import dataclasses
     result = grade.grade_notebook(course.load(aid), nb, job.limits, job.seed, job.key)
     return dataclasses.replace(result, notes=tuple(_notes(sub)) + result.notes)
 
@@ -80,8 +80,6 @@ def crashed(job, why):
 
 def carried(job):
     """The job with the notebook's bytes in it (read here, where the file lies)."""
-    import dataclasses
-    from pathlib import Path
     if job.submission.path is None or job.notebook is not None:
         return job
     data, problem = grade.load_submission(Path(job.submission.path))

@@ -53,6 +53,7 @@ from pathlib import Path
 import nbformat
 
 from . import course, wire
+from .model import NO_MANUAL, Comment, Manual
 from .report import check_lines
 
 CONFIG = "nbgrader_config.py"
@@ -213,7 +214,6 @@ def autograded_notebook(a, nb, result, manual=None):
     release notebook, for a submission that could not be read or graded);
     result: a ``model.Result``; manual: a ``model.Manual``.
     """
-    from .model import NO_MANUAL
     manual = manual or NO_MANUAL
     status = result.status.value
     rel = release(a.id)
@@ -450,7 +450,6 @@ class GradebookWriter:
         the gradebook's total where a cell has a manual score (or extra credit
         on a cell that has none of its own), and the comments written on
         answer cells."""
-        from .model import NO_MANUAL, Comment, Manual
         try:
             sub = self.gb.find_submission_notebook(aid, aid, student)
         except Exception:
@@ -564,8 +563,10 @@ class CourseRoot:
         self.gradebook.add(sub.student, sub.assignment, record.result, autograded,
                            when[1] if when else None)
         manual = self.gradebook.manual(sub.student, sub.assignment)
-        if autograded is not None and (manual.score is not None or manual.comments):
-            autograded = autograded_notebook(a, nb, record.result, manual)
+        if autograded is not None and manual != NO_MANUAL:  # only the header says it
+            header = _header(record.result, record.result.status.value, manual)
+            header.id = autograded.cells[0].id
+            autograded.cells[0] = header
         try:
             if autograded is not None:
                 auto = self.out / "autograded" / sub.student / sub.assignment
