@@ -20,7 +20,8 @@ from autograder import classroom, cluster, course, demo, jobs, model
 from autograder.cluster import DaskCluster
 from autograder.model import Limits
 from tests.conftest import ROOT, filled, records, release, returned
-from tests.test_hostile import AID, fence, hanging_grade_one, run_cli
+from tests.test_hostile import (AID, assert_the_hanger_is_abandoned, fence, hanging_grade_one,
+                                run_cli)
 
 TIMEOUT = 20  # --timeout per cell: far above what these notebooks take
 COMPARED = ("grades.csv", "grades-wide.csv", "class-report.html")
@@ -161,23 +162,8 @@ def test_a_killed_worker_costs_a_retry_and_a_worker_killer_its_own_row(graded, t
 
 
 def test_a_grading_that_never_ends_on_a_cluster_is_abandoned(tmp_path):
-    names = ["amy", "hanger", "zoe"]
-    sub = tmp_path / "submitted"
-    for n in names:
-        (sub / n / AID).mkdir(parents=True)
-        nbformat.write(filled(AID), sub / n / AID / f"{AID}.ipynb")
-    work = [model.Job(model.Submission(n, AID, str(sub / n / AID / f"{AID}.ipynb")),
-                      Limits(cell_timeout=TIMEOUT), 0) for n in names]
-    arrived = []
-    results = DaskCluster("local:2", limit=20.0, grade=hanging_grade_one).run(
-        work, on_result=lambda i, g: arrived.append(i))
-    assert sorted(arrived) == [0, 1, 2]
-    assert [g.submission.student for g in results] == names
-    by = {g.submission.student: g.result for g in results}
-    assert by["hanger"].status is model.Status.CRASHED
-    assert by["hanger"].notes[-1] == jobs.did_not_finish(20.0)
-    assert by["amy"].status is by["zoe"].status is model.Status.GRADED
-    assert by["amy"].score == course.load(AID).max_score
+    assert_the_hanger_is_abandoned(DaskCluster("local:2", limit=20.0, grade=hanging_grade_one),
+                                   tmp_path, Limits(cell_timeout=TIMEOUT), 20.0)
 
 
 def test_workers_with_other_course_files_are_refused(graded, tmp_path, monkeypatch):

@@ -628,17 +628,24 @@ def test_a_dead_pool_process_costs_one_row_not_the_class(tmp_path):
 def test_a_grading_that_never_ends_is_abandoned(tmp_path):
     """The limit covers a fresh pool process's start-up (its imports take
     seconds on a loaded machine) and a grading; the hanger sleeps an hour."""
+    assert_the_hanger_is_abandoned(LocalPool(2, limit=20.0, grade=hanging_grade_one),
+                                   tmp_path, Limits(cell_timeout=5), 20.0)
+
+
+def assert_the_hanger_is_abandoned(executor, tmp_path, limits, limit):
+    """Any executor: of amy, hanger and zoe, graded with ``hanging_grade_one``
+    under a wall-clock ``limit``, the hanger gets a crashed result, the
+    others their grades, and every result arrives once, in order."""
     names = ["amy", "hanger", "zoe"]
     work = [model.Job(model.Submission(n, AID, str(_class(tmp_path, [n]) / n / AID / f"{AID}.ipynb")),
-                      Limits(cell_timeout=5), 0) for n in names]
+                      limits, 0) for n in names]
     arrived = []
-    results = LocalPool(2, limit=20.0, grade=hanging_grade_one).run(
-        work, on_result=lambda i, g: arrived.append(i))
+    results = executor.run(work, on_result=lambda i, g: arrived.append(i))
     assert sorted(arrived) == [0, 1, 2]
     assert [g.submission.student for g in results] == names
     by = {g.submission.student: g.result for g in results}
     assert by["hanger"].status is model.Status.CRASHED
-    assert by["hanger"].notes[-1] == jobs.did_not_finish(20.0)
+    assert by["hanger"].notes[-1] == jobs.did_not_finish(limit)
     assert by["amy"].status is by["zoe"].status is model.Status.GRADED
     assert by["amy"].score == course.load(AID).max_score
 
